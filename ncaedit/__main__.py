@@ -1,0 +1,3 @@
+from ncaedit.cli import main
+
+main()

@@ -1,0 +1,158 @@
+"""Loss networks: what turns an image into features that style and content are compared on.
+
+Two kinds, same interface (`features(rgb) -> list of feature maps`, plus which of them carry style
+and which carry content):
+- `vgg19`: torchvision's ImageNet VGG19, the standard for neural style. Its weights (548 MB) come
+  from torchvision's cache (TORCH_HOME, usually ~/.cache/torch/hub/checkpoints), a download, or an
+  explicit `--vgg-weights PATH`.
+- `random`: a fixed multi-scale bank of random filters (after Ustyuzhaninov et al., "Texture
+  synthesis using shallow convolutional networks with random filters"). It needs no download, so it
+  is the fallback when VGG weights can't be had; it is seeded, so it is the same network everywhere.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ncaedit.errors import NcaError
+
+LOSS_NETS = ("auto", "vgg19", "random")
+VGG19_URL = "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth"
+_IMAGENET_MEAN = (0.485, 0.456, 0.406)
+_IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def offline() -> bool:
+    """True when the user asked for no network access (Hugging Face's convention, or ours)."""
+    return any(os.environ.get(k, "").lower() in ("1", "true", "yes") for k in ("HF_HUB_OFFLINE", "NCAEDIT_OFFLINE"))
+
+
+class LossNet(nn.Module):
+    name: str
+    style_layers: tuple[int, ...]  # indices into features()
+    style_weights: tuple[float, ...]
+    content_layers: tuple[int, ...]
+
+    def features(self, rgb: torch.Tensor) -> list[torch.Tensor]:
+        raise NotImplementedError
+
+
+class VGG19(LossNet):
+    name = "vgg19"
+    # relu1_1, relu2_1, relu3_1, relu4_1, relu5_1 for style; relu4_2 for content.
+    _TAPS = (1, 6, 11, 20, 22, 29)
+    style_layers = (0, 1, 2, 3, 5)
+    style_weights = (256.0, 64.0, 16.0, 4.0, 1.0)
+    content_layers = (4,)
+
+    def __init__(self, state_dict: dict):
+        super().__init__()
+        from torchvision.models import vgg19
+
+        net = vgg19()
+        net.load_state_dict(state_dict)
+        self.body = net.features[: max(self._TAPS) + 1].eval()
+        self.register_buffer("mean", torch.tensor(_IMAGENET_MEAN).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(_IMAGENET_STD).view(1, 3, 1, 1))
+        self.requires_grad_(False)
+
+    def features(self, rgb):
+        x = (rgb - self.mean) / self.std
+        out = []
+        for i, layer in enumerate(self.body):
+            x = layer(x)
+            if i in self._TAPS:
+                out.append(x)
+        return out
+
+
+class RandomFilters(LossNet):
+    """Random 5x5 filters (64 maps) at four scales of an image pyramid, then ReLU.
+
+    Large receptive fields come from the pyramid rather than from 55-pixel filters, which keeps it
+    cheap on a CPU: each level costs as much as a 5x5 convolution at that level's size.
+    """
+
+    name = "random"
+
+    def __init__(self, levels: int = 4, maps: int = 64, kernel: int = 5, seed: int = 0):
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        weights = torch.randn(levels, maps, 3, kernel, kernel, generator=g)
+        weights -= weights.mean(dim=(2, 3, 4), keepdim=True)  # respond to structure, not brightness
+        weights /= weights.flatten(2).norm(dim=2)[:, :, None, None, None]
+        bias = torch.rand(levels, maps, generator=g) * 0.2 - 0.1
+        self.register_buffer("weights", weights)
+        self.register_buffer("bias", bias)
+        self.levels, self.maps, self.kernel, self.seed = levels, maps, kernel, seed
+        self.style_layers = tuple(range(levels))
+        self.style_weights = tuple(1.0 for _ in range(levels))
+        self.content_layers = (1,)
+        self.name = f"random(levels={levels},maps={maps},kernel={kernel},seed={seed})"
+
+    def features(self, rgb):
+        x = rgb * 2 - 1
+        out = []
+        for level in range(self.levels):
+            if level:
+                x = F.avg_pool2d(x, 2)
+            out.append(torch.relu(F.conv2d(x, self.weights[level], self.bias[level], padding=self.kernel // 2)))
+        return out
+
+
+@dataclass
+class LossNetChoice:
+    net: LossNet
+    warning: str | None = None  # shown once to the user when we fell back
+
+
+def load_loss_net(kind: str = "auto", vgg_weights: str | Path | None = None) -> LossNetChoice:
+    """Build the loss network. `auto` means VGG19 when its weights can be had, else `random` with a warning."""
+    if kind not in LOSS_NETS:
+        raise NcaError(f"unknown loss network {kind!r} (choose from {', '.join(LOSS_NETS)})")
+    if kind == "random":
+        return LossNetChoice(RandomFilters())
+    try:
+        return LossNetChoice(VGG19(_vgg19_state_dict(vgg_weights)))
+    except NcaError as exc:
+        if kind == "vgg19" or vgg_weights is not None:
+            raise
+        return LossNetChoice(
+            RandomFilters(),
+            warning=f"VGG19 weights unavailable ({exc}); using the offline random-filter loss network. "
+            "For best results get the weights once (see README, 'Weights') or pass --vgg-weights PATH.",
+        )
+
+
+def _vgg19_state_dict(path: str | Path | None) -> dict:
+    if path is not None:
+        return _read_weights(Path(path))
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(VGG19_URL).name
+    if cached.is_file():
+        return _read_weights(cached)
+    if offline():
+        raise NcaError(f"not in the cache at {cached} and offline mode is on")
+    try:
+        return torch.hub.load_state_dict_from_url(VGG19_URL, progress=True, map_location="cpu", weights_only=True)
+    except Exception as exc:  # no network, proxy errors, partial downloads
+        raise NcaError(f"could not download {VGG19_URL} into {cached.parent} ({type(exc).__name__})") from None
+
+
+def _read_weights(path: Path) -> dict:
+    if not path.is_file():
+        raise NcaError(f"VGG weights file {path} does not exist")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            return load_file(str(path))
+        # weights_only: a .pth is a pickle, and this refuses anything but plain tensors.
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise NcaError(f"VGG weights file {path} is not a readable state dict ({type(exc).__name__})") from None

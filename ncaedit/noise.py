@@ -1,0 +1,30 @@
+"""Random numbers that depend only on (seed, stream, absolute pixel position).
+
+The stochastic update mask and the initial hidden noise are drawn from here, so a tile cut out of a
+large photo sees exactly the numbers the whole photo would see at the same pixels. That is what
+makes a tiled rollout match the untiled one.
+"""
+
+from __future__ import annotations
+
+import torch
+
+_MASK32 = 0xFFFFFFFF
+
+
+def _mix(x: torch.Tensor) -> torch.Tensor:
+    # A 32-bit integer hash (two multiply-xorshift rounds). Kept in int64 with constants below 2^31
+    # so that products never overflow.
+    x = ((x >> 16) ^ x) * 0x45D9F3B & _MASK32
+    x = ((x >> 16) ^ x) * 0x45D9F3B & _MASK32
+    return (x >> 16) ^ x
+
+
+def position_uniform(seed: int, stream: int, top: int, left: int, height: int, width: int, device=None) -> torch.Tensor:
+    """Uniform numbers in [0, 1) of shape (height, width) for the pixels [top:top+height, left:left+width]."""
+    key = int(_mix(torch.tensor((seed * 0x9E3779B1 + stream * 0x85EBCA77) & _MASK32)).item())
+    ys = torch.arange(top, top + height, device=device, dtype=torch.int64)
+    xs = torch.arange(left, left + width, device=device, dtype=torch.int64)
+    row = _mix((ys + key) & _MASK32)
+    h = _mix((row[:, None] ^ (xs[None, :] * 0x27D4EB2D & _MASK32)) & _MASK32)
+    return (h >> 8).to(torch.float32) * (1.0 / (1 << 24))

@@ -1,0 +1,90 @@
+"""A recipe: everything that decides how a rule is trained, in three plain dataclasses.
+
+Presets are TOML files with one table per part (`[rule]`, `[train]`, `[loss]`), found by name in
+the `presets/` folder or given as a path. Command-line options override single keys.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ncaedit.errors import NcaError
+from ncaedit.rule import RuleConfig
+from ncaedit.style_loss import StyleLossConfig
+from ncaedit.train import TrainConfig
+
+DEFAULT_PRESET = "fast"
+
+
+@dataclass
+class Recipe:
+    rule: RuleConfig = field(default_factory=RuleConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    loss: StyleLossConfig = field(default_factory=StyleLossConfig)
+    description: str = ""
+
+    def to_dict(self) -> dict:
+        return {"rule": dataclasses.asdict(self.rule), "train": dataclasses.asdict(self.train), "loss": dataclasses.asdict(self.loss)}
+
+
+def presets_dir() -> Path:
+    """The repository's presets/ folder, or the copy installed inside the package."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here.parent / "presets", here / "presets"):
+        if candidate.is_dir():
+            return candidate
+    raise NcaError("the presets folder is missing from this installation; reinstall ncaedit")
+
+
+def preset_names() -> list[str]:
+    return sorted(p.stem for p in presets_dir().glob("*.toml"))
+
+
+def load_recipe(preset: str = DEFAULT_PRESET, overrides: dict[str, dict[str, Any]] | None = None) -> Recipe:
+    """Read a preset (a name or a path to a .toml file) and apply `overrides` ({"train": {"iterations": 10}})."""
+    path = Path(preset)
+    if path.suffix != ".toml":
+        path = presets_dir() / f"{preset}.toml"
+        if not path.is_file():
+            raise NcaError(f"unknown preset {preset!r} (choose from {', '.join(preset_names())}, or give a .toml path)")
+    elif not path.is_file():
+        raise NcaError(f"preset file {path} does not exist")
+    try:
+        data = tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise NcaError(f"preset {path.name}: not valid TOML ({exc})") from None
+    recipe = Recipe(description=str(data.pop("description", "")))
+    for section, values in data.items():
+        if not isinstance(values, dict):
+            raise NcaError(f"preset {path.name}: unknown key {section!r} (expected tables [rule], [train], [loss])")
+        _set(recipe, section, values, f"preset {path.name}")
+    for section, values in (overrides or {}).items():
+        _set(recipe, section, {k: v for k, v in values.items() if v is not None}, "option")
+    recipe.rule.validate()
+    recipe.train.validate()
+    recipe.loss.validate()
+    return recipe
+
+
+def _set(recipe: Recipe, section: str, values: dict, where: str) -> None:
+    part = getattr(recipe, section, None)
+    if not dataclasses.is_dataclass(part):
+        raise NcaError(f"{where}: unknown table [{section}] (expected [rule], [train], [loss])")
+    fields = {f.name: f for f in dataclasses.fields(part)}
+    for key, value in values.items():
+        if key not in fields:
+            raise NcaError(f"{where}: unknown key {section}.{key} (known: {', '.join(fields)})")
+        current = getattr(part, key)
+        if isinstance(current, tuple):
+            value = tuple(value)
+        elif isinstance(current, bool) or not isinstance(current, (int, float, str)):
+            pass
+        elif isinstance(current, float) and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if type(value) is not type(current):
+            raise NcaError(f"{where}: {section}.{key} must be {type(current).__name__}, got {value!r}")
+        setattr(part, key, value)

@@ -1,0 +1,125 @@
+"""Rule files (.nca): the rule's tensors in safetensors format, plus JSON metadata in its header.
+
+safetensors is a plain header + raw little-endian arrays, so loading a rule never runs code (no
+pickle anywhere). The metadata says how to rebuild the rule (architecture), how it was made
+(mode, recipe, loss network, style image hash, final losses) and a checksum of the tensors, so a
+file whose tensors were swapped or edited is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import struct
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from ncaedit import __version__
+from ncaedit.errors import NcaError
+from ncaedit.rule import Rule, RuleConfig
+
+FORMAT = "ncaedit-rule"
+FORMAT_VERSION = 1
+_TENSORS = ("w1.weight", "w1.bias", "w2.weight")
+_MAX_HEADER = 1 << 20
+
+
+@dataclass
+class RuleFile:
+    rule: Rule
+    metadata: dict = field(default_factory=dict)
+
+
+def _checksum(tensors: dict[str, torch.Tensor]) -> str:
+    h = hashlib.sha256()
+    for name in _TENSORS:
+        h.update(name.encode())
+        h.update(tensors[name].detach().to(torch.float32).contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def save_rule(rule: Rule, path: str | Path, metadata: dict | None = None) -> Path:
+    """Write `rule` atomically; `metadata` (JSON-serialisable) is stored beside the architecture."""
+    from safetensors.torch import save
+
+    path = Path(path)
+    tensors = {k: v.detach().to(torch.float32).contiguous().cpu() for k, v in rule.state_dict().items()}
+    meta = dict(metadata or {})
+    meta.update(format=FORMAT, format_version=FORMAT_VERSION, ncaedit_version=__version__, arch=rule.arch(), tensor_sha256=_checksum(tensors))
+    data = save(tensors, metadata={"ncaedit": json.dumps(meta, sort_keys=True)})
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_metadata(path: str | Path) -> dict:
+    """The metadata of a rule file, checked for format and version, without building the rule."""
+    return _parse(Path(path))[1]
+
+
+def load_rule(path: str | Path) -> RuleFile:
+    path = Path(path)
+    data, meta = _parse(path)
+    from safetensors.torch import load
+
+    try:
+        tensors = load(data)
+    except Exception as exc:
+        raise NcaError(f"{path}: corrupt rule file ({type(exc).__name__})") from None
+    try:
+        config = RuleConfig(**meta["arch"])
+        rule = Rule(config)
+        rule.load_state_dict({k: tensors[k] for k in _TENSORS})
+    except (KeyError, TypeError, RuntimeError, NcaError) as exc:
+        raise NcaError(f"{path}: rule file does not match its own architecture ({type(exc).__name__}); it was altered or damaged") from None
+    if _checksum(tensors) != meta.get("tensor_sha256"):
+        raise NcaError(f"{path}: rule tensors do not match the checksum in the metadata; the file was altered or damaged")
+    rule.eval()
+    return RuleFile(rule, meta)
+
+
+def _parse(path: Path) -> tuple[bytes, dict]:
+    if not path.exists():
+        raise NcaError(f"{path}: no such rule file")
+    if path.is_dir():
+        raise NcaError(f"{path}: is a folder, expected a .nca rule file")
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise NcaError(f"{path}: cannot read ({exc.strerror})") from None
+    not_rule = f"{path}: not an ncaedit rule file"
+    if len(data) < 8:
+        raise NcaError(f"{not_rule} (too short)")
+    (n,) = struct.unpack("<Q", data[:8])
+    if n > _MAX_HEADER or 8 + n > len(data):
+        raise NcaError(f"{not_rule} (bad or truncated header)")
+    try:
+        header = json.loads(data[8 : 8 + n])
+        meta = json.loads(header["__metadata__"]["ncaedit"])
+    except (ValueError, KeyError, TypeError):
+        raise NcaError(f"{not_rule} (no ncaedit metadata)") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise NcaError(not_rule)
+    version = meta.get("format_version")
+    if not isinstance(version, int):
+        raise NcaError(f"{not_rule} (no format version)")
+    if version > FORMAT_VERSION:
+        raise NcaError(f"{path}: rule format {version} is newer than this ncaedit understands ({FORMAT_VERSION}); upgrade ncaedit")
+    # Every tensor's byte range must lie inside the file: catches truncation before safetensors does.
+    try:
+        end = max(int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__")
+    except (ValueError, KeyError, TypeError):
+        raise NcaError(f"{not_rule} (bad tensor table)") from None
+    if 8 + n + end != len(data):
+        raise NcaError(f"{path}: rule file is truncated or has trailing data")
+    return data, meta

@@ -1,0 +1,48 @@
+"""The cell state: what each pixel of the photo carries through the rollout.
+
+Channel layout of a state tensor of shape (B, C, H, W), with C = 6 + hidden channels:
+
+    0-2   source RGB of the photo; frozen: the rule reads it and never writes it
+    3-5   working RGB: the edited image; starts as a copy of the source
+    6-    hidden channels: the rule's scratch memory; start as small noise
+
+Value range: RGB is stored as 2 * rgb - 1, so [0, 1] pixel values become [-1, 1]; the hidden
+channels start uniform in [-HIDDEN_NOISE, HIDDEN_NOISE]. Training penalises any channel that
+leaves [-1, 1] (the overflow loss), and the working RGB is clamped to [-1, 1] on output.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ncaedit.noise import position_uniform
+
+SOURCE = slice(0, 3)
+WORKING = slice(3, 6)
+HIDDEN = slice(6, None)
+WRITABLE = slice(3, None)
+HIDDEN_NOISE = 0.1
+
+
+def make_state(rgb: torch.Tensor, hidden_channels: int, seed: int = 0, top: int = 0, left: int = 0) -> torch.Tensor:
+    """Initial state for photos `rgb` of shape (B, 3, H, W) in [0, 1].
+
+    `top`/`left` place the batch inside a larger image, so that hidden noise depends on the absolute
+    pixel position (tiles of one photo get the same noise as the whole photo).
+    """
+    b, _, h, w = rgb.shape
+    colour = rgb * 2 - 1
+    noise = torch.stack(
+        [position_uniform(seed, -1 - c, top, left, h, w, device=rgb.device) for c in range(hidden_channels)]
+    )
+    hidden = (noise * 2 - 1) * HIDDEN_NOISE
+    return torch.cat([colour, colour, hidden.to(rgb.dtype).expand(b, -1, -1, -1)], dim=1)
+
+
+def working_rgb(state: torch.Tensor) -> torch.Tensor:
+    """The edited image in [0, 1], shape (B, 3, H, W)."""
+    return ((state[:, WORKING] + 1) * 0.5).clamp(0, 1)
+
+
+def source_rgb(state: torch.Tensor) -> torch.Tensor:
+    return (state[:, SOURCE] + 1) * 0.5

@@ -1,0 +1,112 @@
+"""The style objective: look like the style image's textures and colours, keep the photo's layout.
+
+    total = style_weight   * style distance (Gram matrices, or sliced Wasserstein) of loss-net features
+          + content_weight * spatial feature distance to the source photo (keeps layout)
+          + colour_weight  * sliced Wasserstein distance between RGB colour distributions
+          + overflow_weight * how far the state strays outside [-1, 1]
+Each term is normalised by its target's magnitude, so weights mean the same for any loss network.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ncaedit.lossnet import LossNet
+from ncaedit.state import WRITABLE, source_rgb, working_rgb
+
+STYLE_DISTANCES = ("gram", "sw")
+
+
+@dataclass
+class StyleLossConfig:
+    style_distance: str = "gram"  # "gram" or "sw" (sliced Wasserstein)
+    style_weight: float = 1.0
+    content_weight: float = 0.3
+    colour_weight: float = 1.0
+    overflow_weight: float = 10.0
+    style_size: int = 256  # the style image's longer side when its features are taken
+    projections: int = 32  # random directions per layer for "sw"
+
+    def validate(self) -> None:
+        from ncaedit.errors import NcaError
+
+        if self.style_distance not in STYLE_DISTANCES:
+            raise NcaError(f"style_distance must be one of {', '.join(STYLE_DISTANCES)}")
+        if min(self.style_weight, self.content_weight, self.colour_weight, self.overflow_weight) < 0:
+            raise NcaError("loss weights must be >= 0")
+        if self.style_size < 16:
+            raise NcaError("style_size must be at least 16 pixels")
+
+
+def gram(f: torch.Tensor) -> torch.Tensor:
+    b, c, h, w = f.shape
+    f = f.reshape(b, c, h * w)
+    return f @ f.transpose(1, 2) / (h * w)
+
+
+def sliced_wasserstein(x: torch.Tensor, target_sorted: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
+    """x: (B, C, N) samples; target_sorted: (P, M) sorted projections of the target; directions (P, C)."""
+    proj = torch.sort(directions @ x, dim=-1).values  # (B, P, N)
+    n = proj.shape[-1]
+    if target_sorted.shape[-1] != n:  # resample the target's quantiles to the output's sample count
+        target_sorted = torch.nn.functional.interpolate(target_sorted[None], size=n, mode="linear", align_corners=True)[0]
+    return ((proj - target_sorted) ** 2).mean()
+
+
+def random_directions(p: int, c: int, generator: torch.Generator | None, device) -> torch.Tensor:
+    d = torch.randn(p, c, generator=generator).to(device)
+    return d / d.norm(dim=1, keepdim=True)
+
+
+class StyleLoss(nn.Module):
+    def __init__(self, net: LossNet, style_rgb: torch.Tensor, config: StyleLossConfig):
+        """style_rgb: (1, 3, h, w) in [0, 1], already at the size its features should be taken."""
+        super().__init__()
+        config.validate()
+        self.net, self.config = net, config
+        with torch.no_grad():
+            feats = net.features(style_rgb)
+            self.style_feats = [feats[i].flatten(2)[0] for i in net.style_layers]  # (C, N) each
+            self.style_grams = [gram(feats[i])[0] for i in net.style_layers]
+            self.style_colours = style_rgb.flatten(2)[0]  # (3, N)
+        w = torch.tensor(net.style_weights)
+        self.layer_weights = (w / w.sum()).tolist()
+
+    def forward(self, state: torch.Tensor, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        cfg = self.config
+        out, src = working_rgb(state), source_rgb(state)
+        feats = self.net.features(out)
+        terms = {}
+        if cfg.style_distance == "gram":
+            terms["style"] = sum(
+                wt * ((gram(feats[i]) - g) ** 2).mean() / (g**2).mean().clamp_min(1e-12)
+                for wt, i, g in zip(self.layer_weights, self.net.style_layers, self.style_grams)
+            )
+        else:
+            terms["style"] = sum(
+                wt * self._sw(feats[i].flatten(2), t, cfg.projections, generator)
+                for wt, i, t in zip(self.layer_weights, self.net.style_layers, self.style_feats)
+            )
+        if cfg.content_weight > 0:
+            with torch.no_grad():
+                src_feats = self.net.features(src)
+            terms["content"] = sum(
+                ((feats[i] - src_feats[i]) ** 2).mean() / (src_feats[i] ** 2).mean().clamp_min(1e-12)
+                for i in self.net.content_layers
+            ) / len(self.net.content_layers)
+        if cfg.colour_weight > 0:
+            terms["colour"] = self._sw(out.flatten(2), self.style_colours, 16, generator) * 10
+        x = state[:, WRITABLE]
+        terms["overflow"] = (x - x.clamp(-1, 1)).abs().mean()
+        weights = {"style": cfg.style_weight, "content": cfg.content_weight, "colour": cfg.colour_weight, "overflow": cfg.overflow_weight}
+        terms["total"] = sum(weights[k] * v for k, v in terms.items())
+        return terms
+
+    def _sw(self, x, target, projections, generator):
+        d = random_directions(projections, x.shape[1], generator, x.device)
+        target_sorted = torch.sort(d @ target, dim=-1).values
+        scale = (target_sorted**2).mean().clamp_min(1e-12)
+        return sliced_wasserstein(x, target_sorted, d) / scale
