@@ -1,0 +1,107 @@
+import json
+import pickle
+import struct
+
+import pytest
+import torch
+
+from ncaedit.errors import NcaError
+from ncaedit.rule import Rule, RuleConfig
+from ncaedit.rulefile import FORMAT_VERSION, load_rule, read_metadata, save_rule
+
+
+def trained_rule():
+    torch.manual_seed(0)
+    rule = Rule(RuleConfig(hidden_channels=8, width=24, fire_rate=0.7, padding="reflect"))
+    with torch.no_grad():
+        for p in rule.parameters():
+            p.normal_()
+    return rule
+
+
+def test_round_trip(tmp_path):
+    rule = trained_rule()
+    path = save_rule(rule, tmp_path / "r.nca", {"mode": "style", "final_losses": {"total": 0.5}})
+    rf = load_rule(path)
+    assert rf.rule.config == rule.config
+    for a, b in zip(rf.rule.parameters(), rule.parameters()):
+        assert torch.equal(a, b)
+    assert rf.metadata["mode"] == "style" and rf.metadata["format_version"] == FORMAT_VERSION
+    assert read_metadata(path)["arch"]["width"] == 24
+    assert path.stat().st_size < 64_000
+    assert not list(tmp_path.glob(".*part"))  # no temporary left behind
+
+
+def _rewrite_metadata(path, change):
+    data = path.read_bytes()
+    (n,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8 : 8 + n])
+    meta = json.loads(header["__metadata__"]["ncaedit"])
+    change(meta)
+    header["__metadata__"]["ncaedit"] = json.dumps(meta)
+    raw = json.dumps(header).encode()
+    raw += b" " * (-len(raw) % 8)
+    path.write_bytes(struct.pack("<Q", len(raw)) + raw + data[8 + n :])
+
+
+def test_newer_format_is_refused(tmp_path):
+    path = save_rule(trained_rule(), tmp_path / "r.nca")
+    _rewrite_metadata(path, lambda m: m.update(format_version=FORMAT_VERSION + 1))
+    with pytest.raises(NcaError, match="newer"):
+        load_rule(path)
+
+
+def test_metadata_inconsistent_with_tensors_is_refused(tmp_path):
+    path = save_rule(trained_rule(), tmp_path / "r.nca")
+    _rewrite_metadata(path, lambda m: m["arch"].update(width=25))
+    with pytest.raises(NcaError, match="architecture"):
+        load_rule(path)
+
+
+def test_edited_tensor_bytes_are_refused(tmp_path):
+    path = save_rule(trained_rule(), tmp_path / "r.nca")
+    data = bytearray(path.read_bytes())
+    data[-3] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(NcaError, match="checksum"):
+        load_rule(path)
+
+
+@pytest.mark.parametrize("cut", [0, 5, 40, -10])
+def test_truncated_files(tmp_path, cut):
+    path = save_rule(trained_rule(), tmp_path / "r.nca")
+    data = path.read_bytes()
+    path.write_bytes(data[:cut] if cut >= 0 else data[:cut])
+    with pytest.raises(NcaError):
+        load_rule(path)
+
+
+def test_other_files_are_not_rules(tmp_path):
+    from safetensors.torch import save_file
+
+    plain = tmp_path / "plain.nca"
+    save_file({"x": torch.zeros(3)}, str(plain))
+    with pytest.raises(NcaError, match="not an ncaedit rule"):
+        load_rule(plain)
+    with pytest.raises(NcaError, match="no such"):
+        load_rule(tmp_path / "missing.nca")
+    with pytest.raises(NcaError, match="folder"):
+        load_rule(tmp_path)
+
+
+class _Payload:
+    def __reduce__(self):
+        import os
+
+        return (os.system, ("touch PWNED",))
+
+
+def test_pickle_payload_is_never_unpickled(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    evil = tmp_path / "evil.nca"
+    evil.write_bytes(pickle.dumps(_Payload()))
+    torch.save({"w1.weight": _Payload()}, tmp_path / "evil2.nca")
+    for p in (evil, tmp_path / "evil2.nca"):
+        with pytest.raises(NcaError):
+            load_rule(p)
+    assert not (tmp_path / "PWNED").exists()
