@@ -59,18 +59,18 @@ def style(
     device: str = typer.Option("cpu", help="cpu, cuda or mps."),
 ) -> None:
     """Train a rule that repaints PHOTO in the style of --style, then apply it to PHOTO."""
-    from ncaedit.stylize import StyleJob, run_style_job
+    from ncaedit.job import Job
+    from ncaedit.stylize import run_style_job
 
-    job = StyleJob(
-        photo=photo, style=style_image, out=out, rule_path=rule_path, preset=preset, seed=seed, steps=steps,
-        style_scale=style_scale, loss_net=loss_net, vgg_weights=vgg_weights, train_on=train_on, preview=preview, device=device,
+    job = Job(
+        photo=photo, out=out, rule_path=rule_path, preset=preset, steps=steps, train_on=train_on, preview=preview, device=device,
         overrides={
             "train": {"iterations": iterations, "seed": seed, "crop": crop, "lr": lr},
             "rule": {"width": width},
             "loss": {"style_distance": style_distance, "content_weight": content_weight, "colour_weight": colour_weight},
         },
     )
-    run_style_job(job, _console(), _progress)
+    run_style_job(job, style_image, style_scale, loss_net, vgg_weights, _console(), _progress)
 
 
 @app.command("apply")

@@ -1,0 +1,118 @@
+"""A training job, whatever the mode: inputs -> recipe -> training with a progress bar -> rule file
+-> the rule applied to the photo -> optional previews. Modes (stylize.py, ...) supply the loss."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from ncaedit.errors import NcaError
+from ncaedit.paths import check_output, free_name
+
+
+@dataclass
+class Job:
+    photo: Path
+    out: Path | None = None
+    rule_path: Path | None = None
+    preset: str = "fast"
+    steps: int | None = None
+    train_on: Path | None = None
+    preview: bool = False
+    device: str = "cpu"
+    overrides: dict = field(default_factory=dict)  # {"train": {...}, "rule": {...}, "loss": {...}}; None values ignored
+
+
+@dataclass
+class ModeSetup:
+    """What a mode adds to a job once the recipe and photo are known."""
+
+    loss_fn: Callable  # (state, generator) -> dict of loss terms with "total"
+    metadata: dict  # mode-specific rule metadata ("mode", hashes, prompts, loss network, ...)
+    progress_info: Callable[[dict], str]  # one iteration's loss record -> text for the progress bar
+    preview_middle: object = None  # image shown between source and result on the preview sheet
+
+
+def training_photos(photo_rgb, folder: Path | None, train_size: int, crop: int) -> list:
+    """The photo plus every image in `folder`, each at most `train_size` on its longer side."""
+    from ncaedit.image import READ_SUFFIXES, fit_long_side, load_image
+
+    photos = [photo_rgb]
+    if folder is not None:
+        if not folder.is_dir():
+            raise NcaError(f"--train-on {folder}: not a folder")
+        files = sorted(p for p in folder.iterdir() if p.suffix.lower() in READ_SUFFIXES)
+        if not files:
+            raise NcaError(f"--train-on {folder}: no images found")
+        photos += [load_image(f).rgb for f in files]  # a bad file is an error here: the user chose this set
+    out = []
+    for p in photos:
+        if max(p.shape[:2]) > train_size:
+            p = fit_long_side(p, train_size)
+        if min(p.shape[:2]) < crop:
+            raise NcaError(f"a training photo is {p.shape[1]}x{p.shape[0]} at training size, smaller than the {crop}-px crop; use --crop")
+        out.append(p)
+    return out
+
+
+def run_job(job: Job, default_name: str, extra_inputs: list[Path], setup: Callable, console, progress) -> dict:
+    """Run `job`. `setup(recipe, photo) -> ModeSetup` builds the mode's loss; it runs after all
+    inputs and output paths are checked, so bad input fails before anything slow happens."""
+    from ncaedit.apply import apply_rule
+    from ncaedit.image import load_image, save_image
+    from ncaedit.recipe import load_recipe
+    from ncaedit.rulefile import save_rule
+    from ncaedit.train import train_rule
+
+    if job.steps is not None and job.steps < 1:
+        raise NcaError("--steps must be at least 1")
+    recipe = load_recipe(job.preset, job.overrides)
+    photo = load_image(job.photo)
+    out = job.out or free_name(job.photo.with_name(f"{default_name}.png"))
+    rule_path = job.rule_path or out.with_suffix(".nca")
+    if rule_path.suffix.lower() != ".nca" or out.suffix.lower() == ".nca":
+        raise NcaError("the image goes to --out and the rule (.nca) to --rule")
+    for target in (out, rule_path):
+        check_output(target, [job.photo, *extra_inputs])
+    t = recipe.train
+    photos = training_photos(photo.rgb, job.train_on, t.train_size, t.crop)
+    mode = setup(recipe, photo)
+
+    with progress() as bar:
+        task = bar.add_task("training", total=t.iterations, info="")
+        result = train_rule(
+            photos, mode.loss_fn, recipe.rule, t,
+            on_iteration=lambda it, rec: bar.update(task, completed=it + 1, info=mode.progress_info(rec)),
+        )
+    if result.interrupted:
+        console.print(f"[yellow]interrupted[/yellow] after {len(result.history)} iterations; saving the best rule so far")
+    if not result.history:
+        raise NcaError("training stopped before the first iteration finished; nothing saved")
+
+    metadata = mode.metadata | {
+        "recipe": recipe.to_dict(),
+        "preset": job.preset,
+        "iterations_done": len(result.history),
+        "interrupted": result.interrupted,
+        "final_losses": {k: v for k, v in result.history[-1].items() if k not in ("steps", "lr")},
+        "best_loss": result.best_loss,
+        "train_seconds": round(result.seconds, 1),
+        "default_steps": t.steps_max,
+    }
+    save_rule(result.rule, rule_path, metadata)
+
+    steps = job.steps or t.steps_max
+    with progress() as bar:
+        task = bar.add_task("applying", total=steps, info=f"{photo.size[0]}x{photo.size[1]}")
+        edited = apply_rule(result.rule, photo, steps, seed=t.seed, device=job.device, on_steps=lambda k: bar.advance(task, k))
+    save_image(edited, out)
+    written = [out, rule_path]
+    if job.preview:
+        from ncaedit.preview import write_previews
+
+        written += write_previews(out, photo.rgb, mode.preview_middle, edited.rgb, result.history)
+    console.print(f"trained {len(result.history)} iterations in {result.seconds:.0f} s")
+    for p in written:
+        console.print(f"wrote {p}")
+    return {"out": out, "rule": rule_path, "result": result}
