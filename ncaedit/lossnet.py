@@ -52,12 +52,24 @@ class VGG19(LossNet):
     content_layers = (4,)
 
     def __init__(self, state_dict: dict):
+        """`state_dict`: torchvision's VGG19 weights; only the convolutional part (`features.*`) is used."""
         super().__init__()
-        from torchvision.models import vgg19
+        from torchvision.models.vgg import cfgs, make_layers
 
-        net = vgg19()
-        net.load_state_dict(state_dict)
-        self.body = net.features[: max(self._TAPS) + 1].eval()
+        body = make_layers(cfgs["E"])[: max(self._TAPS) + 1]
+        for layer in body:  # in-place ReLUs would overwrite the features we tap
+            if isinstance(layer, nn.ReLU):
+                layer.inplace = False
+        wanted = {k for k in body.state_dict()}
+        got = {k.removeprefix("features."): v for k, v in state_dict.items() if k.removeprefix("features.") in wanted}
+        missing = wanted - got.keys()
+        if missing:
+            raise NcaError(f"not VGG19 weights (missing {len(missing)} tensors such as features.{sorted(missing)[0]})")
+        try:
+            body.load_state_dict(got)
+        except RuntimeError:
+            raise NcaError("not VGG19 weights (tensor shapes differ)") from None
+        self.body = body.eval()
         self.register_buffer("mean", torch.tensor(_IMAGENET_MEAN).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(_IMAGENET_STD).view(1, 3, 1, 1))
         self.requires_grad_(False)

@@ -1,0 +1,88 @@
+import pytest
+import torch
+
+from ncaedit.errors import NcaError
+from ncaedit.lossnet import VGG19, RandomFilters, load_loss_net
+from ncaedit.state import make_state
+from ncaedit.style_loss import StyleLoss, StyleLossConfig, gram
+
+
+def vgg19_features_state_dict(seed=0):
+    from torchvision.models.vgg import cfgs, make_layers
+
+    torch.manual_seed(seed)
+    return {f"features.{k}": v for k, v in make_layers(cfgs["E"]).state_dict().items()}
+
+
+def test_vgg19_loads_from_an_explicit_path(tmp_path):
+    sd = vgg19_features_state_dict()
+    torch.save(sd, tmp_path / "vgg.pth")
+    choice = load_loss_net("auto", tmp_path / "vgg.pth")
+    assert isinstance(choice.net, VGG19) and choice.warning is None
+    feats = choice.net.features(torch.rand(1, 3, 64, 64))
+    assert [f.shape[1] for f in feats] == [64, 128, 256, 512, 512, 512]
+    assert torch.equal(choice.net.body[0].weight, sd["features.0.weight"])
+
+
+def test_vgg19_loads_from_the_torch_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    (tmp_path / "hub" / "checkpoints").mkdir(parents=True)
+    torch.save(vgg19_features_state_dict(), tmp_path / "hub" / "checkpoints" / "vgg19-dcbb9e9d.pth")
+    assert isinstance(load_loss_net("auto").net, VGG19)
+
+
+def test_missing_vgg_falls_back_with_one_warning_unless_asked_for():
+    choice = load_loss_net("auto")
+    assert isinstance(choice.net, RandomFilters)
+    assert "VGG19 weights unavailable" in choice.warning and "--vgg-weights" in choice.warning
+    with pytest.raises(NcaError, match="offline"):
+        load_loss_net("vgg19")
+
+
+def test_bad_vgg_weight_files(tmp_path):
+    with pytest.raises(NcaError, match="does not exist"):
+        load_loss_net("auto", tmp_path / "none.pth")
+    (tmp_path / "junk.pth").write_bytes(b"junk")
+    with pytest.raises(NcaError, match="not a readable"):
+        load_loss_net("auto", tmp_path / "junk.pth")
+    torch.save({"features.0.weight": torch.zeros(2)}, tmp_path / "small.pth")
+    with pytest.raises(NcaError, match="not VGG19"):
+        load_loss_net("auto", tmp_path / "small.pth")
+
+
+def test_random_filters_are_the_same_everywhere():
+    a, b = RandomFilters(), RandomFilters()
+    x = torch.rand(1, 3, 32, 32)
+    assert all(torch.equal(p, q) for p, q in zip(a.features(x), b.features(x)))
+    assert "seed=0" in a.name
+
+
+def test_gram_is_a_normalised_inner_product():
+    f = torch.rand(2, 5, 4, 6)
+    g = gram(f)
+    assert g.shape == (2, 5, 5) and torch.allclose(g, g.transpose(1, 2))
+    assert torch.allclose(g[0, 1, 2], (f[0, 1] * f[0, 2]).mean())
+
+
+@pytest.mark.parametrize("distance", ["gram", "sw"])
+def test_style_loss_is_zero_on_the_style_itself_and_larger_elsewhere(distance):
+    torch.manual_seed(0)
+    net = RandomFilters(levels=2, maps=16)
+    style = torch.rand(1, 3, 32, 32)
+    loss = StyleLoss(net, style, StyleLossConfig(style_distance=distance, content_weight=0, colour_weight=1))
+    same = loss(make_state(style, 4), torch.Generator().manual_seed(1))
+    other = loss(make_state(torch.full((1, 3, 32, 32), 0.5), 4), torch.Generator().manual_seed(1))
+    assert same["style"] < 1e-6 and same["colour"] < 1e-6
+    assert other["style"] > 0.05 and other["colour"] > 0.05
+    assert set(same) == {"style", "colour", "overflow", "total"}
+
+
+def test_content_term_measures_layout_change():
+    net = RandomFilters(levels=2, maps=16)
+    photo = torch.rand(1, 3, 32, 32)
+    loss = StyleLoss(net, torch.rand(1, 3, 32, 32), StyleLossConfig())
+    s = make_state(photo, 4)
+    assert loss(s)["content"] < 1e-6
+    flipped = s.clone()
+    flipped[:, 3:6] = s[:, 3:6].flip(-1)
+    assert loss(flipped)["content"] > 0.1
