@@ -25,7 +25,7 @@ class StyleLossConfig:
     style_distance: str = "gram"  # "gram" or "sw" (sliced Wasserstein)
     style_weight: float = 1.0
     content_weight: float = 0.3
-    colour_weight: float = 1.0
+    colour_weight: float = 10.0  # colour distances relative to the style's are small numbers
     overflow_weight: float = 10.0
     style_size: int = 256  # the style image's longer side when its features are taken
     projections: int = 32  # random directions per layer for "sw"
@@ -98,7 +98,7 @@ class StyleLoss(nn.Module):
                 for i in self.net.content_layers
             ) / len(self.net.content_layers)
         if cfg.colour_weight > 0:
-            terms["colour"] = self._sw(out.flatten(2), self.style_colours, 16, generator) * 10
+            terms["colour"] = self._sw(out.flatten(2), self.style_colours, 16, generator)
         x = state[:, WRITABLE]
         terms["overflow"] = (x - x.clamp(-1, 1)).abs().mean()
         weights = {"style": cfg.style_weight, "content": cfg.content_weight, "colour": cfg.colour_weight, "overflow": cfg.overflow_weight}
