@@ -21,7 +21,7 @@ import torch
 from skimage.metrics import structural_similarity
 
 from ncaedit.apply import apply_rule
-from ncaedit.image import Photo, fit_long_side, load_image
+from ncaedit.image import Photo, fit_long_side, load_image, save_image
 from ncaedit.lossnet import LossNet, RandomFilters
 from ncaedit.recipe import load_recipe
 from ncaedit.style_loss import StyleLoss
@@ -73,22 +73,21 @@ class SingleLayerRandom(LossNet):
     def __init__(self, sizes=(3, 5, 9, 15), maps=32):
         super().__init__()
         g = torch.Generator().manual_seed(0)
-        self.filters = []
-        for k in sizes:
+        for i, k in enumerate(sizes):
             w = torch.randn(maps, 3, k, k, generator=g)
             w -= w.mean(dim=(1, 2, 3), keepdim=True)
-            self.filters.append(w / w.flatten(1).norm(dim=1)[:, None, None, None])
+            self.register_buffer(f"w{i}", w / w.flatten(1).norm(dim=1)[:, None, None, None])
+        self.count = len(sizes)
 
     def features(self, rgb):
         x = rgb * 2 - 1
-        return [torch.relu(torch.nn.functional.conv2d(x, w, padding=w.shape[-1] // 2)) for w in self.filters]
+        return [torch.relu(torch.nn.functional.conv2d(x, w, padding=w.shape[-1] // 2)) for w in (getattr(self, f"w{i}") for i in range(self.count))]
 
 
 def candidates():
     return {
         "random pyramid 5x5x64 (gram)": (RandomFilters(), "gram"),
         "random pyramid 5x5x64 (sw)": (RandomFilters(), "sw"),
-        "random pyramid 3x3x128 (gram)": (RandomFilters(kernel=3, maps=128), "gram"),
         "single layer 3-15 px (gram)": (SingleLayerRandom(), "gram"),
         "random VGG16 (gram)": (RandomVGG16(), "gram"),
         "pixels only": (PixelsOnly(), "gram"),
@@ -130,6 +129,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--iterations", type=int, default=None, help="override the fast preset's iterations")
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--save", type=Path, help="folder to write each candidate's result images into")
     args = ap.parse_args()
     recipe = load_recipe("fast", {"train": {"iterations": args.iterations}})
     rows = []
@@ -141,9 +142,13 @@ def main():
             photo = load_image(ROOT / "sample_images" / photo_name)
             style = load_image(ROOT / "sample_images" / style_name).rgb
             style_t = torch.from_numpy(fit_long_side(style, recipe.loss.style_size)).permute(2, 0, 1)[None]
-            loss = StyleLoss(net, style_t, recipe.loss)
-            result = train_rule([fit_long_side(photo.rgb, recipe.train.train_size)], loss, recipe.rule, recipe.train)
+            loss = StyleLoss(net.to(args.device), style_t.to(args.device), recipe.loss)
+            result = train_rule([fit_long_side(photo.rgb, recipe.train.train_size)], loss, recipe.rule, recipe.train, device=args.device)
             out = apply_rule(result.rule, photo, recipe.train.steps_max).rgb
+            if args.save:
+                args.save.mkdir(parents=True, exist_ok=True)
+                tag = "".join(ch if ch.isalnum() else "_" for ch in name)
+                save_image(Photo(out), args.save / f"{tag}-{Path(photo_name).stem}.png")
             scores.append((colour_distance(out, style) / colour_distance(photo.rgb, style),
                            texture_distance(out, style) / texture_distance(photo.rgb, style),
                            ssim(photo.rgb, out)))

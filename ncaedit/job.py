@@ -84,6 +84,7 @@ def run_job(job: Job, default_name: str, extra_inputs: list[Path], setup: Callab
         result = train_rule(
             photos, mode.loss_fn, recipe.rule, t,
             on_iteration=lambda it, rec: bar.update(task, completed=it + 1, info=mode.progress_info(rec)),
+            device=job.device,
         )
     if result.interrupted:
         console.print(f"[yellow]interrupted[/yellow] after {len(result.history)} iterations; saving the best rule so far")

@@ -86,6 +86,7 @@ def train_rule(
     rule_config: RuleConfig,
     config: TrainConfig,
     on_iteration: Callable[[int, dict[str, float]], None] | None = None,
+    device: str | torch.device = "cpu",
 ) -> TrainResult:
     """Train a rule on crops of `photos` (float RGB arrays in [0, 1], already at training size).
 
@@ -95,12 +96,12 @@ def train_rule(
     rng = random.Random(config.seed)
     torch.manual_seed(config.seed)
     gen = torch.Generator().manual_seed(config.seed)
-    rule = Rule(rule_config)
+    rule = Rule(rule_config).to(device)
     sample = CropSampler(photos, config.crop, rng)
     hidden = rule_config.hidden_channels
 
     def fresh(n: int) -> torch.Tensor:
-        return make_state(sample(n), hidden, seed=rng.randrange(2**31))
+        return make_state(sample(n).to(device), hidden, seed=rng.randrange(2**31))
 
     pool = torch.cat([fresh(1) for _ in range(config.pool)])
     opt = torch.optim.Adam(rule.parameters(), lr=config.lr)
@@ -111,7 +112,7 @@ def train_rule(
     start = time.perf_counter()
     try:
         for it in range(config.iterations):
-            idx = torch.tensor(rng.sample(range(config.pool), config.batch))
+            idx = torch.tensor(rng.sample(range(config.pool), config.batch), device=device)
             batch = pool[idx].clone()
             if config.fresh_per_batch:
                 batch[: config.fresh_per_batch] = fresh(config.fresh_per_batch)
@@ -143,4 +144,5 @@ def train_rule(
     result.seconds = time.perf_counter() - start
     if best_state is not None:
         rule.load_state_dict(best_state)
+    result.rule = rule.cpu()
     return result
