@@ -17,7 +17,6 @@ import numpy as np
 import pytest
 import tifffile
 import torch
-from PIL import Image
 
 from ncaedit.cli import main
 from ncaedit.rule import Rule, RuleConfig
@@ -260,12 +259,7 @@ def test_rule_files_are_never_unpickled(files, monkeypatch):
     monkeypatch.setattr(torch, "load", forbidden)
     monkeypatch.setattr(np, "load", forbidden)
     torch_pickle = files["dir"] / "torch_pickle.nca"
-    with open(torch_pickle, "wb") as fh:  # torch.save's zip format, with the payload inside
-        import io
-
-        buf = io.BytesIO()
-        torch.save({"w1.weight": torch.zeros(2)}, buf)
-        fh.write(buf.getvalue())
+    torch.save({"w1.weight": torch.zeros(2)}, torch_pickle)  # torch's zip format, a pickle inside
     for path in (files["pickle_rule"], torch_pickle):
         for load in (load_rule, read_metadata):
             with pytest.raises(NcaError, match="not an ncaedit rule file"):
