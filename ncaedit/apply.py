@@ -7,9 +7,26 @@ from typing import Callable
 import numpy as np
 import torch
 
+from ncaedit.errors import NcaError
 from ncaedit.image import Photo
 from ncaedit.rule import Rule, rollout
 from ncaedit.state import make_state, working_rgb
+
+
+def check_device(name: str) -> str:
+    """`name` if torch knows it and this machine has it, else a one-line NcaError."""
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise NcaError(f"unknown device {name!r}; use cpu, cuda, cuda:N or mps") from None
+    available = {
+        "cpu": True,
+        "cuda": torch.cuda.is_available() and (device.index or 0) < torch.cuda.device_count(),
+        "mps": torch.backends.mps.is_available(),
+    }
+    if not available.get(device.type, False):
+        raise NcaError(f"device {name!r} is not available on this machine; use --device cpu")
+    return name
 
 
 @torch.no_grad()
@@ -22,7 +39,7 @@ def apply_rule(
     on_steps: Callable[[int], None] | None = None,
 ) -> Photo:
     """The edited photo: same size, alpha and bit depth as the input. `on_steps(n)` reports progress."""
-    rule = rule.to(device)
+    rule = rule.to(check_device(device))
     rgb = torch.from_numpy(photo.rgb).permute(2, 0, 1)[None].to(device)
     state = make_state(rgb, rule.config.hidden_channels, seed=seed)
     chunk = 8

@@ -10,6 +10,8 @@ import typer
 
 from ncaedit.errors import NcaError
 
+MAX_PIXELS_HELP = "Refuse input images with more pixels than this (decompression bombs) [default: 200,000,000]."
+
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Edit photos with Neural Cellular Automata.")
 
 
@@ -57,6 +59,8 @@ def style(
     train_on: Optional[Path] = typer.Option(None, "--train-on", help="Also train on the photos in this folder, so the rule generalises."),
     preview: bool = typer.Option(False, "--preview", help="Also write a source|style|result sheet and a loss curve."),
     device: str = typer.Option("cpu", help="cpu, cuda or mps."),
+    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run of the same command from its checkpoint."),
+    max_pixels: Optional[int] = typer.Option(None, "--max-pixels", min=1, help=MAX_PIXELS_HELP),
 ) -> None:
     """Train a rule that repaints PHOTO in the style of --style, then apply it to PHOTO."""
     from ncaedit.job import Job
@@ -64,6 +68,7 @@ def style(
 
     job = Job(
         photo=photo, out=out, rule_path=rule_path, preset=preset, steps=steps, train_on=train_on, preview=preview, device=device,
+        resume=resume, max_pixels=max_pixels,
         overrides={
             "train": {"iterations": iterations, "seed": seed, "crop": crop, "lr": lr},
             "rule": {"width": width},
@@ -81,10 +86,11 @@ def apply_cmd(
     steps: Optional[int] = typer.Option(None, help="Steps to run: the strength of the edit [default: from the rule]."),
     seed: int = typer.Option(0, help="Seed of the stochastic cell updates."),
     device: str = typer.Option("cpu", help="cpu, cuda or mps."),
+    max_pixels: Optional[int] = typer.Option(None, "--max-pixels", min=1, help=MAX_PIXELS_HELP),
 ) -> None:
     """Run a trained rule on a photo of any size."""
-    from ncaedit.apply import apply_rule
-    from ncaedit.image import load_image, save_image
+    from ncaedit.apply import apply_rule, check_device
+    from ncaedit.image import WRITE_SUFFIXES, load_image, save_image
     from ncaedit.paths import check_output, free_name
     from ncaedit.rulefile import load_rule
 
@@ -92,9 +98,10 @@ def apply_cmd(
     n = rf.metadata.get("default_steps", 32) if steps is None else steps
     if n < 1:
         raise NcaError("--steps must be at least 1")
-    photo = load_image(image)
+    check_device(device)
+    photo = load_image(image, max_pixels)
     out = out or free_name(image.with_name(f"{image.stem}-{rule_path.stem}{image.suffix}"))
-    check_output(out, [image, rule_path])
+    check_output(out, [image, rule_path], WRITE_SUFFIXES)
     with _progress() as bar:
         task = bar.add_task(f"applying {rule_path.name}", total=n, info=f"{photo.size[0]}x{photo.size[1]}")
         result = apply_rule(rf.rule, photo, n, seed=seed, device=device, on_steps=lambda k: bar.advance(task, k))
@@ -113,22 +120,34 @@ def info(rule_path: Path = typer.Argument(..., metavar="RULE", help="A .nca rule
 
 
 def main() -> None:
+    """Every failure the user can act on ends as one line, `error: ...`, and exit code 2."""
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)  # returns click's exit code when a command exits early
     except NcaError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
+        _fail(str(exc))
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        sys.exit(130)
-    except Exception as exc:  # click's own usage errors, and anything we did not foresee
-        import click
+        code = 130
+    except OSError as exc:  # disk full, permissions, ... anywhere no check named the problem first
+        _fail(f"{exc.filename}: {exc.strerror}" if exc.filename and exc.strerror else str(exc))
+    except Exception as exc:
+        import typer
 
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Exit):
-            sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Abort):
-            sys.exit(130)
-        raise
+        # Newer typer vendors its own copy of click, so find click's base error through typer.
+        click_error = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+        if isinstance(exc, click_error):
+            message, ctx = exc.format_message(), getattr(exc, "ctx", None)
+            if not message:  # `ncaedit` alone: the help was shown
+                sys.exit(0)
+            _fail(f"{message} (see: {ctx.command_path} --help)" if ctx else message)
+        if isinstance(exc, typer.Abort):
+            code = 130
+        else:
+            raise
+    if code == 130:
+        print("interrupted", file=sys.stderr)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _fail(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)

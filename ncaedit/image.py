@@ -8,15 +8,19 @@ folder and are renamed into place, so a crash never leaves a half-written image.
 
 from __future__ import annotations
 
+import logging
 import os
-import tempfile
+import sys
+import warnings
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ncaedit.errors import NcaError
-from ncaedit.png16 import png_bit_depth, read_png16, write_png16
+from ncaedit.paths import write_atomic
+from ncaedit.png16 import png_bit_depth, png_size, read_png16, write_png16
 
 READ_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp"}
 WRITE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff"}
@@ -36,14 +40,20 @@ class Photo:
         return self.rgb.shape[1], self.rgb.shape[0]
 
 
-def load_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Photo:
-    path = Path(path)
+def load_image(path: str | Path, max_pixels: int | None = None) -> Photo:
+    """Read a photo; every problem with the file is an NcaError that names the file.
+
+    Images larger than `max_pixels` (None: DEFAULT_MAX_PIXELS) are refused from their header, before
+    any pixel is decoded, so a tiny file that claims a huge size (a decompression bomb) costs nothing.
+    """
+    path, max_pixels = Path(path), max_pixels or DEFAULT_MAX_PIXELS
     if not path.exists():
         raise NcaError(f"{path}: no such file")
     if path.is_dir():
         raise NcaError(f"{path}: is a folder, expected an image file")
     try:
-        head = path.open("rb").read(26)
+        with path.open("rb") as fh:
+            head = fh.read(26)
     except OSError as exc:
         raise NcaError(f"{path}: cannot read ({exc.strerror})") from None
     if not head:
@@ -52,80 +62,145 @@ def load_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Photo:
         if head[:4] in (b"II*\x00", b"MM\x00*"):
             photo = _load_tiff(path, max_pixels)
         elif png_bit_depth(head) == 16:
-            photo = _from_array(read_png16(path.read_bytes()), path)
+            _check_size(*png_size(head), max_pixels)
+            photo = _from_array(read_png16(path.read_bytes()))
         else:
             photo = _load_pillow(path, max_pixels)
     except NcaError as exc:
         raise NcaError(f"{path}: {exc}") from None
+    except MemoryError:
+        raise NcaError(f"{path}: not enough memory to decode this image; try a smaller one") from None
     h, w = photo.rgb.shape[:2]
-    if h * w > max_pixels:
-        raise NcaError(f"{path}: {w}x{h} is above the {max_pixels:,}-pixel limit (raise it with --max-pixels)")
-    if min(h, w) < MIN_SIDE:
-        raise NcaError(f"{path}: {w}x{h} is too small (each side needs at least {MIN_SIDE} pixels)")
+    _check_size(w, h, max_pixels, path)
     return photo
 
 
-def _load_pillow(path: Path, max_pixels: int) -> Photo:
-    from PIL import Image, ImageOps
+def _check_size(width: int, height: int, max_pixels: int, path: Path | None = None) -> None:
+    where = f"{path}: " if path else ""
+    if width * height > max_pixels:
+        raise NcaError(f"{where}{width}x{height} is above the {max_pixels:,}-pixel limit (raise it with --max-pixels)")
+    if min(width, height) < MIN_SIDE:
+        raise NcaError(f"{where}{width}x{height} is too small (each side needs at least {MIN_SIDE} pixels)")
+
+
+@contextmanager
+def _pillow_reading(max_pixels: int):
+    """Pillow has its own decompression-bomb limit (a warning, then an error at twice it): make it
+    ours for the duration of one read, so --max-pixels alone decides. Its warnings about damaged
+    files are dropped too: the outcome is reported once, as an image or an NcaError."""
+    from PIL import Image
+
+    old = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = max_pixels
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        Image.MAX_IMAGE_PIXELS = old
+
+
+@contextmanager
+def _quiet_c_stderr():
+    """libtiff, inside Pillow, prints its complaints about odd or damaged TIFFs straight to file
+    descriptor 2, around Python; point that at /dev/null while it runs."""
+    try:
+        fd = sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):  # no real stderr to protect
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(fd)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), fd)
+        yield
+    finally:
+        os.dup2(saved, fd)
+        os.close(saved)
+
+
+def _load_pillow(path: Path, max_pixels: int, tiff: bool = False) -> Photo:
+    from PIL import Image, ImageOps, UnidentifiedImageError
 
     try:
-        with Image.open(path) as img:
-            if img.width * img.height > max_pixels:
-                raise NcaError(f"{img.width}x{img.height} is above the {max_pixels:,}-pixel limit (raise it with --max-pixels)")
+        with _pillow_reading(max_pixels), _quiet_c_stderr() if tiff else nullcontext(), Image.open(path) as img:
+            _check_size(img.width, img.height, max_pixels)
             img = ImageOps.exif_transpose(img)
             img.load()
     except NcaError:
         raise
     except Image.DecompressionBombError:
         raise NcaError(f"image is above the {max_pixels:,}-pixel limit (raise it with --max-pixels)") from None
+    except UnidentifiedImageError:
+        raise NcaError("not a readable image (not an image file, or a format ncaedit cannot read)") from None
     except Exception as exc:  # Pillow raises many types for broken files
-        raise NcaError(f"not a readable image ({type(exc).__name__}: {exc})") from None
+        raise NcaError(f"not a readable image; it is damaged or truncated ({type(exc).__name__}: {exc})") from None
     mode = img.mode
-    if mode in ("I;16", "I;16B", "I;16L", "I"):
+    if mode.startswith("I;16") or mode == "I":
         arr = np.asarray(img, dtype=np.float64)
         top = 65535.0 if mode != "I" or arr.max() > 255 else 255.0
         return _from_float(np.clip(arr / top, 0, 1)[:, :, None], 16)
     if mode == "F":
-        return _from_float(np.clip(np.asarray(img, np.float32), 0, 1)[:, :, None], 16)
-    has_alpha = mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in img.info)
-    img = img.convert("RGBA" if has_alpha else "RGB")
+        return _from_float(np.clip(np.nan_to_num(np.asarray(img, np.float32)), 0, 1)[:, :, None], 16)
+    has_alpha = mode in ("RGBA", "LA", "PA", "RGBa", "La") or (mode == "P" and "transparency" in img.info)
+    try:  # 1-bit, palette, CMYK, YCbCr, LAB, HSV, ...: Pillow's own conversion
+        img = img.convert("RGBA" if has_alpha else "RGB")
+    except (ValueError, OSError):
+        raise NcaError(f"colour mode {mode} is not supported; convert the image to RGB first") from None
     arr = np.asarray(img, dtype=np.float32) / 255.0
     return _from_float(arr, 8)
+
+
+_TIFFFILE_PHOTOMETRICS = ("MINISBLACK", "RGB")  # read directly; others (CMYK, palette, white-is-zero, Lab) via Pillow
 
 
 def _load_tiff(path: Path, max_pixels: int) -> Photo:
     import tifffile
 
     try:
-        with tifffile.TiffFile(path) as tif:
+        with _quiet_logger("tifffile"), tifffile.TiffFile(path) as tif:
             page = tif.pages[0]
-            shape = page.shape
-            if int(np.prod(shape[:2])) > max_pixels:
-                raise NcaError(f"{shape[1]}x{shape[0]} is above the {max_pixels:,}-pixel limit (raise it with --max-pixels)")
+            _check_size(int(page.imagewidth), int(page.imagelength), max_pixels)
             photometric = getattr(page.photometric, "name", str(page.photometric))
+            if photometric not in _TIFFFILE_PHOTOMETRICS or page.axes not in ("YX", "YXS", "SYX"):
+                return _load_pillow(path, max_pixels, tiff=True)
             arr = page.asarray()
-    except NcaError:
+            if page.axes == "SYX":  # separate colour planes
+                arr = np.moveaxis(arr, 0, -1)
+    except (NcaError, MemoryError):
         raise
-    except Exception as exc:
-        raise NcaError(f"not a readable TIFF ({type(exc).__name__}: {exc})") from None
-    if photometric in ("SEPARATED", "PALETTE") or arr.ndim not in (2, 3):
-        # CMYK and palette TIFFs: Pillow knows how to convert those.
-        return _load_pillow(path, max_pixels)
-    return _from_array(arr, path)
+    except Exception:  # compressions tifffile can't decode without extra codecs (JPEG, ...), odd layouts
+        return _load_pillow(path, max_pixels, tiff=True)
+    return _from_array(arr)
 
 
-def _from_array(arr: np.ndarray, path: Path) -> Photo:
+@contextmanager
+def _quiet_logger(name: str):
+    """tifffile logs its complaints about damaged files; we report them once, as an NcaError."""
+    logger = logging.getLogger(name)
+    old = logger.disabled
+    logger.disabled = True
+    try:
+        yield
+    finally:
+        logger.disabled = old
+
+
+def _from_array(arr: np.ndarray) -> Photo:
     if arr.ndim == 2:
         arr = arr[:, :, None]
+    if arr.ndim != 3:
+        raise NcaError(f"unsupported image layout (an array of shape {arr.shape})")
     if arr.dtype == np.uint8:
         return _from_float(arr.astype(np.float32) / 255.0, 8)
-    if arr.dtype == np.uint16:
-        return _from_float(arr.astype(np.float32) / 65535.0, 16)
-    if arr.dtype.kind == "f":
-        return _from_float(np.nan_to_num(arr.astype(np.float32)).clip(0, 1), 16)
     if arr.dtype == bool:
         return _from_float(arr.astype(np.float32), 8)
-    raise NcaError(f"unsupported sample type {arr.dtype}")
+    if arr.dtype.kind == "u":  # 16- and 32-bit unsigned: scale by the type's range
+        return _from_float((arr.astype(np.float64) / np.iinfo(arr.dtype).max).astype(np.float32), 16)
+    if arr.dtype.kind == "f":
+        return _from_float(np.nan_to_num(arr.astype(np.float32)).clip(0, 1), 16)
+    raise NcaError(f"{arr.dtype} samples are not supported; convert the image to 8- or 16-bit unsigned integers or float")
 
 
 def _from_float(arr: np.ndarray, bit_depth: int) -> Photo:
@@ -146,18 +221,7 @@ def save_image(photo: Photo, path: str | Path, quality: int = 95) -> Path:
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():
         raise NcaError(f"{path}: output folder {folder} does not exist")
-    if not os.access(folder, os.W_OK):
-        raise NcaError(f"{path}: output folder {folder} is not writable")
-    data = encode_image(photo, suffix, quality)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_atomic(path, encode_image(photo, suffix, quality))
 
 
 def encode_image(photo: Photo, suffix: str, quality: int = 95) -> bytes:

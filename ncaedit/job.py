@@ -22,6 +22,9 @@ class Job:
     preview: bool = False
     device: str = "cpu"
     overrides: dict = field(default_factory=dict)  # {"train": {...}, "rule": {...}, "loss": {...}}; None values ignored
+    max_pixels: int | None = None  # refuse input images above this many pixels; None: image.DEFAULT_MAX_PIXELS
+    resume: bool = False  # continue the interrupted run from its checkpoint (OUT.ckpt)
+    checkpoint_every: int = 10  # training iterations between checkpoints
 
 
 @dataclass
@@ -34,7 +37,7 @@ class ModeSetup:
     preview_middle: object = None  # image shown between source and result on the preview sheet
 
 
-def training_photos(photo_rgb, folder: Path | None, train_size: int, crop: int) -> list:
+def training_photos(photo_rgb, folder: Path | None, train_size: int, crop: int, max_pixels: int | None = None) -> list:
     """The photo plus every image in `folder`, each at most `train_size` on its longer side."""
     from ncaedit.image import READ_SUFFIXES, fit_long_side, load_image
 
@@ -45,7 +48,7 @@ def training_photos(photo_rgb, folder: Path | None, train_size: int, crop: int) 
         files = sorted(p for p in folder.iterdir() if p.suffix.lower() in READ_SUFFIXES)
         if not files:
             raise NcaError(f"--train-on {folder}: no images found")
-        photos += [load_image(f).rgb for f in files]  # a bad file is an error here: the user chose this set
+        photos += [load_image(f, max_pixels).rgb for f in files]  # a bad file is an error here: the user chose this set
     out = []
     for p in photos:
         if max(p.shape[:2]) > train_size:
@@ -56,52 +59,95 @@ def training_photos(photo_rgb, folder: Path | None, train_size: int, crop: int) 
     return out
 
 
+def output_paths(job: Job, default_name: str) -> tuple[Path, Path, Path]:
+    """(image, rule, checkpoint). A new run takes the first default name with none of the three
+    on disk; --resume takes the first one with a checkpoint, so it finishes that run in place."""
+    first = job.photo.with_name(f"{default_name}.png")
+    if job.out is not None:
+        if job.out.is_dir() or not job.out.name:
+            raise NcaError(f"--out {job.out}: is a folder; give a file name for the edited image")
+        out = job.out
+    elif job.resume and job.rule_path is None:  # the first default name that has a checkpoint
+        out, n = first, 2
+        while not out.with_suffix(".ckpt").exists() and any(out.with_suffix(s).exists() for s in (".png", ".nca")):
+            out, n = first.with_name(f"{default_name}-{n}.png"), n + 1
+    else:
+        out = free_name(first, siblings=(".nca", ".ckpt"))
+    rule_path = job.rule_path or out.with_suffix(".nca")
+    checkpoint = rule_path.with_suffix(".ckpt")
+    if job.resume and not checkpoint.exists():
+        raise NcaError(f"--resume: no checkpoint {checkpoint} to continue; run without --resume to start over")
+    return out, rule_path, checkpoint
+
+
 def run_job(job: Job, default_name: str, extra_inputs: list[Path], setup: Callable, console, progress) -> dict:
     """Run `job`. `setup(recipe, photo) -> ModeSetup` builds the mode's loss; it runs after all
-    inputs and output paths are checked, so bad input fails before anything slow happens."""
-    from ncaedit.apply import apply_rule
-    from ncaedit.image import load_image, save_image
+    inputs and output paths are checked, so bad input fails before anything slow happens.
+
+    Training stopped by SIGINT or a second Ctrl-C still saves and applies the best rule; SIGTERM
+    saves it and exits (code 143) without applying; either way a checkpoint lets --resume continue.
+    Training that diverges beyond recovery saves the best rule, then fails with an NcaError."""
+    import json
+    import signal
+
+    from ncaedit.apply import apply_rule, check_device
+    from ncaedit.image import WRITE_SUFFIXES, load_image, save_image
     from ncaedit.recipe import load_recipe
     from ncaedit.rulefile import save_rule
-    from ncaedit.train import train_rule
+    from ncaedit.train import Checkpointing, train_rule
 
     if job.steps is not None and job.steps < 1:
         raise NcaError("--steps must be at least 1")
+    check_device(job.device)
     recipe = load_recipe(job.preset, job.overrides)
-    photo = load_image(job.photo)
-    out = job.out or free_name(job.photo.with_name(f"{default_name}.png"))
-    rule_path = job.rule_path or out.with_suffix(".nca")
+    photo = load_image(job.photo, job.max_pixels)
+    out, rule_path, ckpt = output_paths(job, default_name)
     if rule_path.suffix.lower() != ".nca" or out.suffix.lower() == ".nca":
         raise NcaError("the image goes to --out and the rule (.nca) to --rule")
-    for target in (out, rule_path):
-        check_output(target, [job.photo, *extra_inputs])
+    check_output(out, [job.photo, *extra_inputs], WRITE_SUFFIXES)
+    check_output(rule_path, [job.photo, *extra_inputs])
     t = recipe.train
-    photos = training_photos(photo.rgb, job.train_on, t.train_size, t.crop)
+    photos = training_photos(photo.rgb, job.train_on, t.train_size, t.crop, job.max_pixels)
     mode = setup(recipe, photo)
+    checkpointing = Checkpointing(ckpt, job.checkpoint_every, job.resume, key=json.dumps(mode.metadata, sort_keys=True, default=str))
 
     with progress() as bar:
         task = bar.add_task("training", total=t.iterations, info="")
         result = train_rule(
             photos, mode.loss_fn, recipe.rule, t,
             on_iteration=lambda it, rec: bar.update(task, completed=it + 1, info=mode.progress_info(rec)),
+            checkpointing=checkpointing,
+            on_event=lambda message: bar.console.print(f"[yellow]{message}[/yellow]"),
             device=job.device,
         )
-    if result.interrupted:
-        console.print(f"[yellow]interrupted[/yellow] after {len(result.history)} iterations; saving the best rule so far")
+    if result.resumed_at:
+        console.print(f"resumed from {ckpt} at iteration {result.resumed_at}")
     if not result.history:
-        raise NcaError("training stopped before the first iteration finished; nothing saved")
+        raise NcaError(f"{result.diverged or 'training stopped before the first iteration finished'}; nothing saved")
 
     metadata = mode.metadata | {
         "recipe": recipe.to_dict(),
         "preset": job.preset,
         "iterations_done": len(result.history),
         "interrupted": result.interrupted,
+        "diverged": bool(result.diverged),
+        "recoveries": result.recoveries,
         "final_losses": {k: v for k, v in result.history[-1].items() if k not in ("steps", "lr")},
         "best_loss": result.best_loss,
         "train_seconds": round(result.seconds, 1),
         "default_steps": t.steps_max,
     }
     save_rule(result.rule, rule_path, metadata)
+    resume_hint = f"; continue it with the same command and --resume (checkpoint {ckpt})" if ckpt.exists() else ""
+    if result.diverged:
+        raise NcaError(f"{result.diverged}; the best rule so far is saved in {rule_path}; train again with a lower --lr")
+    if result.interrupted:
+        name = signal.Signals(result.stop_signal).name if result.stop_signal else "interrupted"
+        console.print(f"[yellow]{name}[/yellow]: stopped after {len(result.history)} iterations; saved the best rule so far to {rule_path}{resume_hint}")
+        if result.stop_signal == signal.SIGTERM:  # asked to go away: don't start applying
+            raise SystemExit(128 + signal.SIGTERM)
+    else:
+        ckpt.unlink(missing_ok=True)  # the finished rule replaces it
 
     steps = job.steps or t.steps_max
     with progress() as bar:

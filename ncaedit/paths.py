@@ -1,23 +1,27 @@
-"""Choosing output paths that never clobber an input."""
+"""Choosing output paths that never clobber an input, and writing files atomically."""
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 from ncaedit.errors import NcaError
 
 
-def free_name(path: Path) -> Path:
-    """`path`, or `name-2.ext`, `name-3.ext`, ...: the first that does not exist yet."""
+def free_name(path: Path, siblings: tuple[str, ...] = ()) -> Path:
+    """`path`, or `name-2.ext`, `name-3.ext`, ...: the first that does not exist yet, nor does it
+    with any of the `siblings` suffixes (the rule and checkpoint that go beside an image)."""
     n, candidate = 2, path
-    while candidate.exists():
+    while any(candidate.with_suffix(s).exists() for s in (path.suffix, *siblings)):
         candidate = path.with_name(f"{path.stem}-{n}{path.suffix}")
         n += 1
     return candidate
 
 
-def check_output(out: Path, inputs: list[Path]) -> None:
-    """Refuse an output that is one of the inputs, or whose folder does not exist."""
+def check_output(out: Path, inputs: list[Path], suffixes: set[str] | None = None) -> None:
+    """Refuse, before any slow work, an output that is one of the inputs, is a folder, has a suffix
+    outside `suffixes`, or whose folder is missing or not writable."""
     for src in inputs:
         try:
             same = out.exists() and src.exists() and out.resolve() == src.resolve()
@@ -25,5 +29,42 @@ def check_output(out: Path, inputs: list[Path]) -> None:
             same = False
         if same:
             raise NcaError(f"{out}: output would overwrite the input {src}; choose another output path")
-    if not out.parent.is_dir():
-        raise NcaError(f"{out}: output folder {out.parent} does not exist")
+    if out.is_dir():
+        raise NcaError(f"{out}: is a folder; give a file name for the output")
+    if suffixes is not None and out.suffix.lower() not in suffixes:
+        raise NcaError(f"{out}: unknown output format {out.suffix!r} (use one of {', '.join(sorted(suffixes))})")
+    folder = out.parent
+    if not folder.is_dir():
+        raise NcaError(f"{out}: output folder {folder} does not exist")
+    try:  # a real probe: permission bits say nothing for root, read-only mounts or ACLs
+        tempfile.TemporaryFile(dir=folder).close()
+    except OSError as exc:
+        raise NcaError(f"{out}: output folder {folder} is not writable ({exc.strerror})") from None
+
+
+def write_atomic(path: Path, data: bytes) -> Path:
+    """Write `data` to a temporary file beside `path`, flush it to disk, then rename it into place,
+    so a crash or a full disk never leaves a half-written file under the final name."""
+    path = Path(path)
+    tmp = None
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private (0600); give it the mode any new file gets
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException as exc:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):  # no permission, disk full, ...
+            raise NcaError(f"{path}: cannot write ({exc.strerror or exc})") from None
+        raise
+    return path
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)  # the only portable way to read it is to set it and put it back
+    os.umask(mask)
+    return mask

@@ -25,8 +25,14 @@ def png_bit_depth(header: bytes) -> int | None:
     return header[24]
 
 
+def png_size(header: bytes) -> tuple[int, int]:
+    """(width, height) from the first 26 bytes of a PNG file."""
+    return struct.unpack(">II", header[16:24])
+
+
 def read_png16(data: bytes) -> np.ndarray:
-    """Decode a 16-bit PNG into a uint16 array of shape (H, W, C)."""
+    """Decode a 16-bit PNG into a uint16 array of shape (H, W, C). The decompressed stream is never
+    allowed to grow past what the header's size needs (zlib bombs); callers check that size first."""
     pos, idat, header = 8, [], None
     try:
         while pos < len(data):
@@ -36,7 +42,7 @@ def read_png16(data: bytes) -> np.ndarray:
             if len(body) != length:
                 raise NcaError("truncated PNG file")
             pos += 12 + length
-            if kind == b"IHDR":
+            if kind == b"IHDR" and header is None:  # the first one is the one whose size was checked
                 header = struct.unpack(">IIBBBBB", body)
             elif kind == b"IDAT":
                 idat.append(body)
@@ -46,9 +52,9 @@ def read_png16(data: bytes) -> np.ndarray:
             raise NcaError("PNG file has no header")
         width, height, depth, colour, _, _, interlace = header
         if depth != 16 or colour not in _CHANNELS or interlace:
-            raise NcaError("unsupported 16-bit PNG variant (interlaced or palette)")
+            raise NcaError("unsupported 16-bit PNG variant (interlaced, or an invalid colour type); save it again without interlacing")
         channels = _CHANNELS[colour]
-        raw = zlib.decompress(b"".join(idat))
+        raw = zlib.decompressobj().decompress(b"".join(idat), height * (width * channels * 2 + 1))
     except (struct.error, zlib.error) as exc:
         raise NcaError(f"corrupt PNG data ({exc})") from None
     stride = width * channels * 2
@@ -60,33 +66,35 @@ def read_png16(data: bytes) -> np.ndarray:
 
 
 def _unfilter(filters: np.ndarray, rows: np.ndarray, bpp: int) -> np.ndarray:
-    out = np.zeros_like(rows)
-    prev = np.zeros(rows.shape[1], np.int32)
-    for y, kind in enumerate(filters):
-        row = rows[y]
-        if kind == 0:
-            cur = row
-        elif kind == 2:
-            cur = (row + prev) & 0xFF
-        elif kind in (1, 3, 4):
-            # These depend on the byte bpp to the left in the same output row, so go bpp at a time.
-            cur = np.zeros_like(row)
-            for start in range(0, row.size, bpp):
-                left = cur[start - bpp : start] if start else np.zeros(bpp, np.int32)
-                up = prev[start : start + bpp]
-                x = row[start : start + bpp]
-                if kind == 1:
-                    cur[start : start + bpp] = (x + left) & 0xFF
-                elif kind == 3:
-                    cur[start : start + bpp] = (x + ((left + up) >> 1)) & 0xFF
-                else:
-                    ul = prev[start - bpp : start] if start else np.zeros(bpp, np.int32)
-                    cur[start : start + bpp] = (x + _paeth(left, up, ul)) & 0xFF
-        else:
-            raise NcaError(f"corrupt PNG data (unknown row filter {kind})")
-        out[y] = cur
-        prev = cur
-    return out
+    """Undo PNG row filters (rows: int32 bytes, one row per image row)."""
+    if filters.size and filters.max() > 4:
+        raise NcaError(f"corrupt PNG data (unknown row filter {filters.max()})")
+    height, length = rows.shape
+    x = rows.reshape(height, length // bpp, bpp)
+    if filters.size and filters.max() >= 3:
+        return _unfilter_diagonals(filters, x).reshape(height, length)
+    out, prev = np.zeros_like(x), np.zeros(x.shape[1:], x.dtype)
+    for y, kind in enumerate(filters):  # none, sub (a running sum along the row) and up: whole rows at once
+        out[y] = x[y] if kind == 0 else np.cumsum(x[y], axis=0) & 0xFF if kind == 1 else (x[y] + prev) & 0xFF
+        prev = out[y]
+    return out.reshape(height, length)
+
+
+def _unfilter_diagonals(filters: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Average and Paeth rows: a byte depends on the byte one pixel to its left, the one above and
+    the one above-left, so all pixels on an anti-diagonal (y + x constant) are independent; sweeping
+    the diagonals costs height + width vector steps instead of height * width scalar ones."""
+    height, width, bpp = x.shape
+    kinds = filters.astype(np.int32)[:, None]
+    out = np.zeros((height + 1, width + 1, bpp), np.int32)  # out[y + 1, j + 1] is pixel (y, j); zero borders
+    for d in range(height + width - 1):
+        ys = np.arange(max(0, d - width + 1), min(height - 1, d) + 1)
+        js = d - ys
+        a, b, c = out[ys + 1, js], out[ys, js + 1], out[ys, js]  # left, up, up-left
+        kind = kinds[ys]
+        pred = np.select([kind == 1, kind == 2, kind == 3, kind == 4], [a, b, (a + b) >> 1, _paeth(a, b, c)], 0)
+        out[ys + 1, js + 1] = (x[ys, js] + pred) & 0xFF
+    return out[1:, 1:]
 
 
 def _paeth(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:

@@ -7,6 +7,7 @@ the `presets/` folder or given as a path. Command-line options override single k
 from __future__ import annotations
 
 import dataclasses
+import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -87,4 +88,6 @@ def _set(recipe: Recipe, section: str, values: dict, where: str) -> None:
             value = float(value)
         if type(value) is not type(current):
             raise NcaError(f"{where}: {section}.{key} must be {type(current).__name__}, got {value!r}")
+        if any(isinstance(v, float) and not math.isfinite(v) for v in (value if isinstance(value, tuple) else (value,))):
+            raise NcaError(f"{where}: {section}.{key} must be a finite number, got {value!r}")
         setattr(part, key, value)

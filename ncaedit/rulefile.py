@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import struct
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,12 +18,15 @@ import torch
 
 from ncaedit import __version__
 from ncaedit.errors import NcaError
+from ncaedit.paths import write_atomic
 from ncaedit.rule import Rule, RuleConfig
 
 FORMAT = "ncaedit-rule"
 FORMAT_VERSION = 1
 _TENSORS = ("w1.weight", "w1.bias", "w2.weight")
 _MAX_HEADER = 1 << 20
+_MAX_FILE = 64 << 20  # rules are kilobytes; anything this large is not one
+_BAD_JSON = (ValueError, KeyError, TypeError, IndexError, AttributeError, OverflowError, RecursionError)
 
 
 @dataclass
@@ -50,16 +51,7 @@ def save_rule(rule: Rule, path: str | Path, metadata: dict | None = None) -> Pat
     tensors = {k: v.detach().to(torch.float32).contiguous().cpu() for k, v in rule.state_dict().items()}
     meta = dict(metadata or {})
     meta.update(format=FORMAT, format_version=FORMAT_VERSION, ncaedit_version=__version__, arch=rule.arch(), tensor_sha256=_checksum(tensors))
-    data = save(tensors, metadata={"ncaedit": json.dumps(meta, sort_keys=True)})
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_atomic(path, save(tensors, metadata={"ncaedit": json.dumps(meta, sort_keys=True)}))
 
 
 def read_metadata(path: str | Path) -> dict:
@@ -76,14 +68,27 @@ def load_rule(path: str | Path) -> RuleFile:
         tensors = load(data)
     except Exception as exc:
         raise NcaError(f"{path}: corrupt rule file ({type(exc).__name__})") from None
+    altered = f"{path}: rule file does not match its own architecture; it was altered or damaged"
+    arch = meta.get("arch")
+    stored = sum(t.numel() for t in tensors.values())
+    # No size in the architecture can exceed the number of stored weights; checking that first keeps
+    # a tampered header from making us allocate a huge network.
+    if not isinstance(arch, dict) or any(isinstance(v, int) and abs(v) > stored for v in arch.values()):
+        raise NcaError(altered)
     try:
-        config = RuleConfig(**meta["arch"])
+        config = RuleConfig(**arch)
+        with torch.device("meta"):  # shapes only, no memory
+            shapes = {k: v.shape for k, v in Rule(config).state_dict().items()}
+        if any(k not in tensors or tensors[k].shape != shape for k, shape in shapes.items()):
+            raise NcaError(altered)
         rule = Rule(config)
-        rule.load_state_dict({k: tensors[k] for k in _TENSORS})
-    except (KeyError, TypeError, RuntimeError, NcaError) as exc:
-        raise NcaError(f"{path}: rule file does not match its own architecture ({type(exc).__name__}); it was altered or damaged") from None
+        rule.load_state_dict({k: tensors[k] for k in shapes})
+    except (KeyError, TypeError, ValueError, RuntimeError, OverflowError, NcaError):
+        raise NcaError(altered) from None
     if _checksum(tensors) != meta.get("tensor_sha256"):
         raise NcaError(f"{path}: rule tensors do not match the checksum in the metadata; the file was altered or damaged")
+    if not all(torch.isfinite(p).all() for p in rule.parameters()):
+        raise NcaError(f"{path}: rule weights are not finite numbers; the rule is broken, train it again")
     rule.eval()
     return RuleFile(rule, meta)
 
@@ -94,6 +99,8 @@ def _parse(path: Path) -> tuple[bytes, dict]:
     if path.is_dir():
         raise NcaError(f"{path}: is a folder, expected a .nca rule file")
     try:
+        if path.stat().st_size > _MAX_FILE:
+            raise NcaError(f"{path}: not an ncaedit rule file (far too large)")
         data = path.read_bytes()
     except OSError as exc:
         raise NcaError(f"{path}: cannot read ({exc.strerror})") from None
@@ -106,7 +113,7 @@ def _parse(path: Path) -> tuple[bytes, dict]:
     try:
         header = json.loads(data[8 : 8 + n])
         meta = json.loads(header["__metadata__"]["ncaedit"])
-    except (ValueError, KeyError, TypeError):
+    except _BAD_JSON:
         raise NcaError(f"{not_rule} (no ncaedit metadata)") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise NcaError(not_rule)
@@ -118,7 +125,7 @@ def _parse(path: Path) -> tuple[bytes, dict]:
     # Every tensor's byte range must lie inside the file: catches truncation before safetensors does.
     try:
         end = max(int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__")
-    except (ValueError, KeyError, TypeError):
+    except _BAD_JSON:
         raise NcaError(f"{not_rule} (bad tensor table)") from None
     if 8 + n + end != len(data):
         raise NcaError(f"{path}: rule file is truncated or has trailing data")

@@ -1,5 +1,6 @@
 """The command line, through the installed `ncaedit` console script."""
 
+import os
 import shutil
 import subprocess
 import sys
@@ -10,7 +11,8 @@ import pytest
 
 from conftest import smooth_photo, stripes, write_rgb
 
-NCAEDIT = shutil.which("ncaedit")
+# the script installed beside this interpreter (a virtual environment's), else the one on PATH
+NCAEDIT = shutil.which("ncaedit", path=os.path.dirname(sys.executable)) or shutil.which("ncaedit")
 
 
 def run(*args, cwd=None):
