@@ -130,6 +130,7 @@ def main():
     ap.add_argument("--iterations", type=int, default=None, help="override the fast preset's iterations")
     ap.add_argument("--json", type=Path)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--pairs", type=int, default=len(PAIRS), help="how many photo/style pairs to score on")
     ap.add_argument("--save", type=Path, help="folder to write each candidate's result images into")
     args = ap.parse_args()
     recipe = load_recipe("fast", {"train": {"iterations": args.iterations}})
@@ -138,7 +139,7 @@ def main():
         recipe.loss.style_distance = distance
         scores = []
         t0 = time.perf_counter()
-        for photo_name, style_name in PAIRS:
+        for photo_name, style_name in PAIRS[: args.pairs]:
             photo = load_image(ROOT / "sample_images" / photo_name)
             style = load_image(ROOT / "sample_images" / style_name).rgb
             style_t = torch.from_numpy(fit_long_side(style, recipe.loss.style_size)).permute(2, 0, 1)[None]
