@@ -21,6 +21,7 @@ class Job:
     train_on: Path | None = None
     preview: bool = False
     device: str = "cpu"
+    mode: str = "style"  # which kind of preset (recipe.LOSS_CONFIGS)
     overrides: dict = field(default_factory=dict)  # {"train": {...}, "rule": {...}, "loss": {...}}; None values ignored
 
 
@@ -67,7 +68,7 @@ def run_job(job: Job, default_name: str, extra_inputs: list[Path], setup: Callab
 
     if job.steps is not None and job.steps < 1:
         raise NcaError("--steps must be at least 1")
-    recipe = load_recipe(job.preset, job.overrides)
+    recipe = load_recipe(job.preset, job.overrides, job.mode)
     photo = load_image(job.photo)
     out = job.out or free_name(job.photo.with_name(f"{default_name}.png"))
     rule_path = job.rule_path or out.with_suffix(".nca")
