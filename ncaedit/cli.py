@@ -10,7 +10,7 @@ import typer
 
 from ncaedit.errors import NcaError
 
-MAX_PIXELS_HELP = "Refuse input images with more pixels than this (decompression bombs) [default: 200,000,000]."
+MAX_PIXELS_HELP = "Refuse input images with more pixels than this (decompression bombs) (default: 200,000,000)."
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Edit photos with Neural Cellular Automata.")
 
@@ -41,12 +41,12 @@ def _progress():
 def style(
     photo: Path = typer.Argument(..., help="The photo to edit."),
     style_image: Path = typer.Option(..., "--style", "-s", help="The style image whose colours and textures to take."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Edited image [default: PHOTO-STYLE.png beside the photo]."),
-    rule_path: Optional[Path] = typer.Option(None, "--rule", help="Where to save the rule [default: the output's name with .nca]."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Edited image (default: PHOTO-STYLE.png beside the photo)."),
+    rule_path: Optional[Path] = typer.Option(None, "--rule", help="Where to save the rule (default: the output's name with .nca)."),
     preset: str = typer.Option("fast", "--preset", "-p", help="Training recipe: fast, balanced, quality, or a .toml path."),
     iterations: Optional[int] = typer.Option(None, help="Training iterations (preset train.iterations)."),
     seed: Optional[int] = typer.Option(None, help="Random seed; the same seed gives the same rule on the same machine."),
-    steps: Optional[int] = typer.Option(None, help="Steps to run the rule on the photo [default: the longest training rollout]."),
+    steps: Optional[int] = typer.Option(None, help="Steps to run the rule on the photo (default: the longest training rollout)."),
     style_scale: float = typer.Option(1.0, "--style-scale", help="Size of the style's features: >1 bigger, <1 finer."),
     style_distance: Optional[str] = typer.Option(None, "--style-distance", help="gram or sw (sliced Wasserstein)."),
     content_weight: Optional[float] = typer.Option(None, help="How strongly to keep the photo's layout."),
@@ -82,8 +82,8 @@ def style(
 def apply_cmd(
     rule_path: Path = typer.Argument(..., metavar="RULE", help="A .nca rule file."),
     image: Path = typer.Argument(..., help="The photo to edit."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output image [default: IMAGE-RULE.ext beside the image]."),
-    steps: Optional[int] = typer.Option(None, help="Steps to run: the strength of the edit [default: from the rule]."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output image (default: IMAGE-RULE.ext beside the image)."),
+    steps: Optional[int] = typer.Option(None, help="Steps to run: the strength of the edit (default: from the rule)."),
     seed: int = typer.Option(0, help="Seed of the stochastic cell updates."),
     device: str = typer.Option("cpu", help="cpu, cuda or mps."),
     max_pixels: Optional[int] = typer.Option(None, "--max-pixels", min=1, help=MAX_PIXELS_HELP),
@@ -117,6 +117,54 @@ def info(rule_path: Path = typer.Argument(..., metavar="RULE", help="A .nca rule
     from ncaedit.rulefile import read_metadata
 
     print(json.dumps(read_metadata(rule_path), indent=2, sort_keys=True))
+
+
+@app.command()
+def prompt(
+    photo: Path = typer.Argument(..., help="The photo to edit."),
+    text: str = typer.Argument(..., metavar="PROMPT", help='What the photo should become: "a pencil sketch", or weighted "a pencil sketch:1 | charcoal:0.5 | blurry:-0.3".'),
+    source_prompt: str = typer.Option("a photo", "--source-prompt", help="What the photo is now; the edit follows the change from this text to PROMPT."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Edited image (default: PHOTO-PROMPT.png beside the photo)."),
+    rule_path: Optional[Path] = typer.Option(None, "--rule", help="Where to save the rule (default: the output's name with .nca)."),
+    preset: str = typer.Option("fast", "--preset", "-p", help="Training recipe: fast, balanced, quality (presets/prompt-*.toml), or a .toml path."),
+    iterations: Optional[int] = typer.Option(None, help="Training iterations (preset train.iterations)."),
+    seed: Optional[int] = typer.Option(None, help="Random seed; the same seed gives the same rule on the same machine."),
+    steps: Optional[int] = typer.Option(None, help="Steps to run the rule on the photo (default: the longest training rollout)."),
+    cutouts: Optional[int] = typer.Option(None, help="Augmented views CLIP scores per training crop and iteration (cost grows with it)."),
+    content_weight: Optional[float] = typer.Option(None, help="How strongly to keep the photo's layout."),
+    direction_weight: Optional[float] = typer.Option(None, help="How strongly the change must follow the text change from --source-prompt."),
+    clip_model: str = typer.Option("ViT-B-32", "--clip-model", help="open_clip architecture (ViT-B-32, ViT-B-16, ...), a model config .json, or hf-hub:ORG/REPO."),
+    pretrained: Optional[str] = typer.Option(None, "--pretrained", help="open_clip weights tag, e.g. laion2b_s34b_b79k or openai (default: laion2b_s34b_b79k; with --clip-weights: the tag those weights are, if any)."),
+    clip_weights: Optional[Path] = typer.Option(None, "--clip-weights", help="Local CLIP checkpoint for --clip-model (.safetensors, .bin, .pt)."),
+    aesthetic: Optional[float] = typer.Option(None, help="Also push CLIP's aesthetic score (0-10) toward this target."),
+    aesthetic_weight: Optional[float] = typer.Option(None, "--aesthetic-weight", help="Weight of the aesthetic term."),
+    aesthetic_weights: Optional[Path] = typer.Option(None, "--aesthetic-weights", help="Local aesthetic head (a linear layer on the CLIP embedding)."),
+    width: Optional[int] = typer.Option(None, help="Hidden units of the rule's network."),
+    crop: Optional[int] = typer.Option(None, help="Side of the square training crops, in pixels."),
+    lr: Optional[float] = typer.Option(None, help="Learning rate."),
+    loss_net: str = typer.Option("auto", "--loss-net", help="Network for the content term: auto (VGG19 if its weights can be had), vgg19, or random."),
+    vgg_weights: Optional[Path] = typer.Option(None, "--vgg-weights", help="Local VGG19 weights (.pth or .safetensors)."),
+    train_on: Optional[Path] = typer.Option(None, "--train-on", help="Also train on the photos in this folder, so the rule generalises."),
+    preview: bool = typer.Option(False, "--preview", help="Also write a source|result sheet and a loss curve."),
+    device: str = typer.Option("cpu", help="cpu, cuda or mps."),
+    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run of the same command from its checkpoint."),
+    max_pixels: Optional[int] = typer.Option(None, "--max-pixels", min=1, help=MAX_PIXELS_HELP),
+) -> None:
+    """Train a rule that edits PHOTO toward a text PROMPT (guided by CLIP), then apply it to PHOTO."""
+    from ncaedit.job import Job
+    from ncaedit.prompting import run_prompt_job
+
+    job = Job(
+        photo=photo, out=out, rule_path=rule_path, preset=preset, steps=steps, train_on=train_on, preview=preview, device=device, mode="prompt",
+        resume=resume, max_pixels=max_pixels,
+        overrides={
+            "train": {"iterations": iterations, "seed": seed, "crop": crop, "lr": lr},
+            "rule": {"width": width},
+            "loss": {"cutouts": cutouts, "content_weight": content_weight, "direction_weight": direction_weight, "aesthetic_weight": aesthetic_weight},
+        },
+    )
+    clip = {"model": clip_model, "pretrained": pretrained, "weights": clip_weights}
+    run_prompt_job(job, text, source_prompt, clip, aesthetic, aesthetic_weights, loss_net, vgg_weights, _console(), _progress)
 
 
 def main() -> None:

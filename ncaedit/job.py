@@ -21,6 +21,7 @@ class Job:
     train_on: Path | None = None
     preview: bool = False
     device: str = "cpu"
+    mode: str = "style"  # which kind of preset (recipe.LOSS_CONFIGS)
     overrides: dict = field(default_factory=dict)  # {"train": {...}, "rule": {...}, "loss": {...}}; None values ignored
     max_pixels: int | None = None  # refuse input images above this many pixels; None: image.DEFAULT_MAX_PIXELS
     resume: bool = False  # continue the interrupted run from its checkpoint (OUT.ckpt)
@@ -99,7 +100,7 @@ def run_job(job: Job, default_name: str, extra_inputs: list[Path], setup: Callab
     if job.steps is not None and job.steps < 1:
         raise NcaError("--steps must be at least 1")
     check_device(job.device)
-    recipe = load_recipe(job.preset, job.overrides)
+    recipe = load_recipe(job.preset, job.overrides, job.mode)
     photo = load_image(job.photo, job.max_pixels)
     out, rule_path, ckpt = output_paths(job, default_name)
     if rule_path.suffix.lower() != ".nca" or out.suffix.lower() == ".nca":

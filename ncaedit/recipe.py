@@ -1,7 +1,9 @@
 """A recipe: everything that decides how a rule is trained, in three plain dataclasses.
 
 Presets are TOML files with one table per part (`[rule]`, `[train]`, `[loss]`), found by name in
-the `presets/` folder or given as a path. Command-line options override single keys.
+the `presets/` folder or given as a path. Command-line options override single keys. A preset's
+`mode` key (default "style") says which command it is for, and so what its `[loss]` table holds;
+`ncaedit MODE --preset NAME` looks for `MODE-NAME.toml` first, then `NAME.toml`.
 """
 
 from __future__ import annotations
@@ -14,18 +16,20 @@ from pathlib import Path
 from typing import Any
 
 from ncaedit.errors import NcaError
+from ncaedit.prompt_loss import PromptLossConfig
 from ncaedit.rule import RuleConfig
 from ncaedit.style_loss import StyleLossConfig
 from ncaedit.train import TrainConfig
 
 DEFAULT_PRESET = "fast"
+LOSS_CONFIGS = {"style": StyleLossConfig, "prompt": PromptLossConfig}  # mode -> what its [loss] table holds
 
 
 @dataclass
 class Recipe:
     rule: RuleConfig = field(default_factory=RuleConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
-    loss: StyleLossConfig = field(default_factory=StyleLossConfig)
+    loss: StyleLossConfig | PromptLossConfig = field(default_factory=StyleLossConfig)
     description: str = ""
 
     def to_dict(self) -> dict:
@@ -41,24 +45,37 @@ def presets_dir() -> Path:
     raise NcaError("the presets folder is missing from this installation; reinstall ncaedit")
 
 
-def preset_names() -> list[str]:
-    return sorted(p.stem for p in presets_dir().glob("*.toml"))
+def preset_names(mode: str = "style") -> list[str]:
+    """The bundled presets for `mode`, by the names `--preset` takes."""
+    names = []
+    for p in presets_dir().glob("*.toml"):
+        if tomllib.loads(p.read_text()).get("mode", "style") == mode:
+            names.append(p.stem.removeprefix(f"{mode}-"))
+    return sorted(names)
 
 
-def load_recipe(preset: str = DEFAULT_PRESET, overrides: dict[str, dict[str, Any]] | None = None) -> Recipe:
-    """Read a preset (a name or a path to a .toml file) and apply `overrides` ({"train": {"iterations": 10}})."""
-    path = Path(preset)
-    if path.suffix != ".toml":
-        path = presets_dir() / f"{preset}.toml"
+def load_recipe(preset: str = DEFAULT_PRESET, overrides: dict[str, dict[str, Any]] | None = None, mode: str = "style") -> Recipe:
+    """Read a preset (a name or a path to a .toml file) for `mode` and apply `overrides` ({"train": {"iterations": 10}})."""
+    path, by_name = Path(preset), Path(preset).suffix != ".toml"
+    unknown = f"unknown preset {preset!r} (choose from {', '.join(preset_names(mode))}, or give a .toml path)"
+    if by_name:
+        candidates = [presets_dir() / f"{mode}-{preset}.toml", presets_dir() / f"{preset}.toml"]
+        path = next((c for c in candidates if c.is_file()), candidates[-1])
         if not path.is_file():
-            raise NcaError(f"unknown preset {preset!r} (choose from {', '.join(preset_names())}, or give a .toml path)")
+            raise NcaError(unknown)
     elif not path.is_file():
         raise NcaError(f"preset file {path} does not exist")
     try:
         data = tomllib.loads(path.read_text())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise NcaError(f"preset {path.name}: not valid TOML ({exc})") from None
-    recipe = Recipe(description=str(data.pop("description", "")))
+    file_mode = data.pop("mode", "style")
+    if file_mode != mode:
+        if by_name:
+            raise NcaError(unknown)
+        hint = f'add mode = "{mode}" to it' if file_mode == "style" else f"use it with `ncaedit {file_mode}`"
+        raise NcaError(f"preset {path.name} is a {file_mode} preset, not for `ncaedit {mode}`; {hint}")
+    recipe = Recipe(loss=LOSS_CONFIGS[mode](), description=str(data.pop("description", "")))
     for section, values in data.items():
         if not isinstance(values, dict):
             raise NcaError(f"preset {path.name}: unknown key {section!r} (expected tables [rule], [train], [loss])")

@@ -1,0 +1,90 @@
+"""Small open_clip models for tests, written as a config .json plus a .safetensors checkpoint, so
+`ncaedit prompt --clip-model CONFIG.json --clip-weights WEIGHTS.safetensors` loads them through the
+same open_clip code path as real CLIP weights. open_clip's tokenizer ships its vocabulary, so no
+download is involved anywhere.
+
+- `random_clip`: a tiny CLIP with random weights: arbitrary, but a real model to optimise against.
+- `redness_clip`: a hand-set CLIP whose embeddings know one thing, redness. An image embeds as
+  (redness, REDNESS_OFFSET) on a 2-d circle, where redness = mean R - (mean G + mean B) / 2; any
+  text containing the word "red" embeds as (1, 0), any other text as nothing (0, 0). So its
+  similarity to "red" rises exactly as the image gets redder: a known answer.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+REDNESS_OFFSET = 0.3
+
+RANDOM_CONFIG = {
+    "embed_dim": 32,
+    "vision_cfg": {"image_size": 32, "layers": 2, "width": 64, "head_width": 32, "patch_size": 8},
+    "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 2},
+}
+
+REDNESS_CONFIG = {
+    "embed_dim": 2,
+    # one 16x16 patch, no attention: the image embedding is a linear function of the mean colour
+    "vision_cfg": {"image_size": 16, "layers": 0, "width": 4, "head_width": 4, "patch_size": 16, "pool_type": "avg", "no_ln_pre": True},
+    # one attention layer that averages the tokens: the word "red" anywhere reaches the pooled token
+    "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 4, "heads": 1, "layers": 1},
+}
+
+
+def _build(config: dict, folder: Path, name: str):
+    import open_clip
+
+    path = folder / f"{name}.json"
+    path.write_text(json.dumps(config))
+    open_clip.add_model_config(path)
+    return path, open_clip.create_model(name)
+
+
+def _save(model, path: Path) -> Path:
+    from safetensors.torch import save_file
+
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
+    return path
+
+
+def random_clip(folder: Path, seed: int = 0, name: str = "tiny-random-clip") -> tuple[Path, Path]:
+    torch.manual_seed(seed)
+    config, model = _build(RANDOM_CONFIG, folder, name)
+    return config, _save(model, folder / f"{name}.safetensors")
+
+
+def redness_clip(folder: Path, name: str = "tiny-redness-clip") -> tuple[Path, Path]:
+    from open_clip import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD, SimpleTokenizer
+
+    config, model = _build(REDNESS_CONFIG, folder, name)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.zero_()
+        for ln in (model.visual.ln_post, model.ln_final, model.transformer.resblocks[0].ln_1, model.transformer.resblocks[0].ln_2):
+            ln.weight.fill_(1.0)
+        # Feature 0 = redness of the raw pixels, undoing CLIP's input normalisation; feature 1 = -feature 0;
+        # features 2, 3 = +-REDNESS_OFFSET. Zero-mean features survive the LayerNorms up to scale.
+        k = torch.tensor([1.0, -0.5, -0.5])
+        std, mean = torch.tensor(OPENAI_DATASET_STD), torch.tensor(OPENAI_DATASET_MEAN)
+        per_pixel = (k * std / 256).view(3, 1, 1).expand(3, 16, 16)
+        model.visual.conv1.weight[0], model.visual.conv1.weight[1] = per_pixel, -per_pixel
+        constant = float((k * mean).sum())
+        model.visual.positional_embedding[1] = torch.tensor([constant, -constant, REDNESS_OFFSET, -REDNESS_OFFSET])
+        to_2d = torch.tensor([[1.0, 0.0], [-1.0, 0.0], [0.0, 1.0], [0.0, -1.0]])
+        model.visual.proj.copy_(to_2d)
+        model.text_projection.copy_(to_2d)
+        red = SimpleTokenizer().encoder["red</w>"]
+        model.token_embedding.weight[red] = torch.tensor([1.0, -1.0, 0.0, 0.0])
+        attn = model.transformer.resblocks[0].attn  # queries and keys 0: uniform attention; values and output identity
+        attn.in_proj_weight[8:12] = torch.eye(4)
+        attn.out_proj.weight.copy_(torch.eye(4))
+    return config, _save(model, folder / f"{name}.safetensors")
+
+
+def redness(rgb) -> float:
+    """The quantity redness_clip embeds: mean R - (mean G + mean B) / 2 of an (H, W, 3) array."""
+    m = rgb.reshape(-1, 3).mean(0)
+    return float(m[0] - (m[1] + m[2]) / 2)
