@@ -1,8 +1,12 @@
-"""Choosing output paths that never clobber an input."""
+"""Choosing output paths that never clobber an input, and writing them atomically."""
 
 from __future__ import annotations
 
+import os
+import tempfile
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 from ncaedit.errors import NcaError
 
@@ -27,3 +31,26 @@ def check_output(out: Path, inputs: list[Path]) -> None:
             raise NcaError(f"{out}: output would overwrite the input {src}; choose another output path")
     if not out.parent.is_dir():
         raise NcaError(f"{out}: output folder {out.parent} does not exist")
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)  # reading the umask means setting it: done once, at import, before any thread
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _umask()
+
+
+@contextmanager
+def atomic_output(path: Path) -> Iterator[Path]:
+    """A temporary file beside `path` to write to: renamed onto `path` when the block succeeds and
+    removed when it fails, so an interrupted write never leaves a half-written `path`."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    os.close(fd)
+    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; outputs get the usual permissions
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
