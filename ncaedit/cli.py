@@ -86,7 +86,7 @@ def apply_cmd(
     strength: float = typer.Option(1.0, help="Blend with the source: 0 keeps the source, 1 is the full edit."),
     mask: Optional[Path] = typer.Option(None, help="Edit only where this image is white (grey: partly); stretched to each photo."),
     feather: float = typer.Option(0.0, help="Soften the mask's edges by this many pixels."),
-    tile: Optional[int] = typer.Option(None, help="Tile side in pixels: smaller needs less memory, same result (default: 640 minus twice the steps, at least 256)."),
+    tile: Optional[int] = typer.Option(None, help="Tile side in pixels: smaller needs less memory, same result (default: sized to the steps and cores)."),
     carry: bool = typer.Option(False, "--carry", help="Videos: start each frame from the previous frame's hidden state."),
     device: str = typer.Option("auto", help="auto, cpu, cuda or mps."),
 ) -> None:
@@ -123,8 +123,11 @@ def apply_cmd(
     settings = Settings(n, seed, tile, strength, mask, feather, device, carry, overwrite, workers)
 
     single = Path(inputs[0])
-    if len(inputs) == 1 and single.is_file() and (out is None or (out.suffix.lower() in WRITE_SUFFIXES | VIDEO_SUFFIXES and not out.is_dir())):
+    if len(inputs) == 1 and single.is_file() and (out is None or (out.suffix and not out.is_dir())):
         target = out or free_name(single.with_name(f"{single.stem}-{rule_path.stem}{output_suffix(single, fmt)}"))
+        writable = {".mp4"} if Item(single, target).is_video else WRITE_SUFFIXES
+        if target.suffix.lower() not in writable:
+            raise NcaError(f"{target}: cannot write this input as {target.suffix} (use {', '.join(sorted(writable))})")
         check_output(target, [single, rule_path, *([mask] if mask else [])])
         items = [Item(single, target)]
     else:

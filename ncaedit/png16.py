@@ -55,15 +55,18 @@ def read_png16(data: bytes) -> np.ndarray:
     if len(raw) < height * (stride + 1):
         raise NcaError("truncated PNG image data")
     rows = np.frombuffer(raw, np.uint8)[: height * (stride + 1)].reshape(height, stride + 1)
-    out = _unfilter(rows[:, 0], rows[:, 1:].astype(np.int32), bpp=channels * 2)
-    return out.astype(np.uint8).view(">u2").reshape(height, width, channels).astype(np.uint16)
+    samples = _unfilter(rows[:, 0], rows[:, 1:], bpp=channels * 2).view(np.uint16)
+    if np.little_endian:
+        samples.byteswap(inplace=True)  # PNG samples are big-endian; in place, so a big photo is not copied
+    return samples.reshape(height, width, channels)
 
 
 def _unfilter(filters: np.ndarray, rows: np.ndarray, bpp: int) -> np.ndarray:
-    out = np.zeros_like(rows)
+    """uint8 rows in, uint8 rows out; one row at a time in int32, so a big photo needs no int32 copy."""
+    out = np.zeros(rows.shape, np.uint8)
     prev = np.zeros(rows.shape[1], np.int32)
     for y, kind in enumerate(filters):
-        row = rows[y]
+        row = rows[y].astype(np.int32)
         if kind == 0:
             cur = row
         elif kind == 2:

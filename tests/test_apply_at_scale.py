@@ -141,9 +141,16 @@ def test_single_photo_keeps_its_simple_form(tmp_path, rule_file, photos, cli):
     code, said = cli("apply", rule_file, photos / "broken.png", "-o", tmp_path / "x.png")
     assert code == 2 and f"error: {photos / 'broken.png'}: not a readable image" in said and "Traceback" not in said
     assert not (tmp_path / "x.png").exists()
-    for args, pattern in [(["--strength", "2"], "strength"), (["--mask", tmp_path / "nope.png"], "no such"), (["--device", "tpu"], "unknown device")]:
-        code, said = cli("apply", rule_file, photos / "a.png", "-o", tmp_path / "y.png", *args)
+    for args, pattern in [
+        (["-o", tmp_path / "y.png", "--strength", "2"], "strength"),
+        (["-o", tmp_path / "y.png", "--mask", tmp_path / "nope.png"], "no such"),
+        (["-o", tmp_path / "y.png", "--device", "tpu"], "unknown device"),
+        (["-o", tmp_path / "y.gif"], "cannot write this input as .gif"),
+        (["--format", "bmp"], "unknown format"),
+    ]:
+        code, said = cli("apply", rule_file, photos / "a.png", *args)
         assert code == 2 and pattern in said
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_file()) == ["busy.nca", "one.jpg"]  # nothing else written
 
 
 def test_mask_and_strength_through_the_cli(tmp_path, rule_file, photos, cli):
