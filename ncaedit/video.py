@@ -5,8 +5,9 @@ Flicker is the enemy of per-frame editing. Every frame's rollout uses the same s
 mask and the initial noise depend only on (seed, pixel position), so a still part of the scene gets
 the same random numbers in every frame and comes out the same. With `carry`, a frame's rollout starts
 from the previous frame's final hidden state instead of fresh noise. Measured with a rule trained on
-24-step rollouts (README, "Applying at scale"), carrying made the edit drift stronger frame after
-frame and flicker more, so it is an option, not the default: it suits rules trained to persist.
+24-step rollouts (README, "Applying at scale"), carrying let the edit drift stronger frame after frame
+(each frame continues the last one's rollout past what the rule was trained for) and made a still
+shot flicker, so it is an option, not the default: it suits rules trained to hold a steady state.
 `Flicker` measures the result: the mean absolute difference between consecutive frames.
 """
 

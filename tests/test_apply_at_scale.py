@@ -47,7 +47,9 @@ def cli(capsys, monkeypatch):
             code = exc.code or 0
         return code, " ".join(capsys.readouterr().err.split())
 
-    return call
+    threads = torch.get_num_threads()
+    yield call
+    torch.set_num_threads(threads)  # `apply` sets torch's threads for its tiles: leave other tests as they were
 
 
 @pytest.fixture
