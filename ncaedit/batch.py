@@ -80,8 +80,11 @@ def find_inputs(args: list[str], recursive: bool, out_dir: Path | None = None) -
         if path.is_dir():
             if out_abs and Path(os.path.abspath(path)) == out_abs:
                 raise NcaError(f"{arg}: the input folder is also --out; choose a separate output folder")
-            files = path.rglob("*") if recursive else path.iterdir()
-            found += [(f, path) for f in sorted(files) if _wanted(f) and _visible(f, path)]
+            try:
+                files = sorted(path.rglob("*") if recursive else path.iterdir())
+            except OSError as exc:
+                raise NcaError(f"{arg}: cannot list the folder ({exc.strerror})") from None
+            found += [(f, path) for f in files if _wanted(f) and _visible(f, path)]
         elif path.exists():
             found.append((path, path.parent))
         elif glob.has_magic(arg):

@@ -136,7 +136,10 @@ def apply_cmd(
         if (out.exists() and not out.is_dir()) or out.suffix.lower() in WRITE_SUFFIXES | VIDEO_SUFFIXES:
             raise NcaError(f"--out {out}: several inputs or a folder need an output folder, not a file")
         items = plan_outputs(find_inputs(inputs, recursive, out), out, fmt)
-        out.mkdir(parents=True, exist_ok=True)
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise NcaError(f"--out {out}: cannot make the folder ({exc.strerror})") from None
 
     outcomes, started = [], time.perf_counter()
     console = _console()
