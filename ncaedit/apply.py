@@ -1,52 +1,47 @@
-"""Applying a trained rule to a photo: make the state, run the rule, read back the working RGB."""
+"""Applying a trained rule to a photo: run the rule tile by tile (tiling.py), blend the edit with the
+source by strength and mask, and write it back in the photo's own sample type."""
 
 from __future__ import annotations
 
 from typing import Callable
 
 import numpy as np
-import torch
 
-from ncaedit.errors import NcaError
-from ncaedit.image import Photo
-from ncaedit.rule import Rule, rollout
-from ncaedit.state import make_state, working_rgb
+from ncaedit.image import Photo, to_float, to_samples
+from ncaedit.rule import Rule
+from ncaedit.tiling import edit_tiles
 
 
-def check_device(name: str) -> str:
-    """`name` if torch knows it and this machine has it, else a one-line NcaError."""
-    try:
-        device = torch.device(name)
-    except (RuntimeError, ValueError):
-        raise NcaError(f"unknown device {name!r}; use cpu, cuda, cuda:N or mps") from None
-    available = {
-        "cpu": True,
-        "cuda": torch.cuda.is_available() and (device.index or 0) < torch.cuda.device_count(),
-        "mps": torch.backends.mps.is_available(),
-    }
-    if not available.get(device.type, False):
-        raise NcaError(f"device {name!r} is not available on this machine; use --device cpu")
-    return name
+def blend(source: np.ndarray, edited: np.ndarray, strength: float = 1.0, mask: np.ndarray | None = None) -> np.ndarray:
+    """source + (edited - source) * strength * mask: float32 (h, w, 3); `mask` (h, w) is uint8 or float in [0, 1]."""
+    if strength == 1 and mask is None:
+        return edited
+    weight = np.float32(strength) if mask is None else (to_float(mask) * np.float32(strength))[:, :, None]
+    source = to_float(source)
+    return source + (edited - source) * weight
 
 
-@torch.no_grad()
 def apply_rule(
     rule: Rule,
     photo: Photo,
     steps: int,
     seed: int = 0,
     device: str = "cpu",
-    on_steps: Callable[[int], None] | None = None,
+    on_steps: Callable[[float], None] | None = None,
+    tile: int | None = None,
+    strength: float = 1.0,
+    mask: np.ndarray | None = None,
+    workers: int = 1,
 ) -> Photo:
-    """The edited photo: same size, alpha and bit depth as the input. `on_steps(n)` reports progress."""
-    rule = rule.to(check_device(device))
-    rgb = torch.from_numpy(photo.rgb).permute(2, 0, 1)[None].to(device)
-    state = make_state(rgb, rule.config.hidden_channels, seed=seed)
-    chunk = 8
-    for first in range(0, steps, chunk):
-        n = min(chunk, steps - first)
-        state = rollout(rule, state, n, seed=seed, first_step=first)
-        if on_steps:
-            on_steps(n)
-    edited = working_rgb(state)[0].permute(1, 2, 0).cpu().numpy().astype(np.float32)
-    return Photo(edited, photo.alpha, photo.bit_depth)
+    """The edited photo: same size, alpha, bit depth and sample type as the input.
+
+    `tile` bounds the memory (tiling.py; the result does not depend on it), `strength` in [0, 1]
+    blends with the source, `mask` (H, W) limits the edit to where it is white, grey giving a partial
+    edit. `workers` tiles run at once (tiling.edit_tiles). `on_steps(x)` reports progress in steps."""
+    rule = rule.to(device)
+    out = np.empty_like(photo.rgb)
+    for t, edited, _ in edit_tiles(rule, photo.rgb, steps, seed, tile, device, on_steps=on_steps, workers=workers):
+        rows, cols = t.core.slices()
+        core_mask = None if mask is None else mask[rows, cols]
+        out[rows, cols] = to_samples(blend(photo.rgb[rows, cols], edited, strength, core_mask), out.dtype)
+    return Photo(out, photo.alpha, photo.bit_depth)

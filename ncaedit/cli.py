@@ -81,32 +81,103 @@ def style(
 @app.command("apply")
 def apply_cmd(
     rule_path: Path = typer.Argument(..., metavar="RULE", help="A .nca rule file."),
-    image: Path = typer.Argument(..., help="The photo to edit."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output image (default: IMAGE-RULE.ext beside the image)."),
+    inputs: list[str] = typer.Argument(..., metavar="INPUT...", help="Photos, videos (.mp4, ...), folders or globs."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder (made if missing); for a single input, an output file may be named (default: IMAGE-RULE.ext beside it)."),
+    recursive: bool = typer.Option(False, "--recursive", "-r", help="Also take the images in subfolders of folder inputs."),
+    fmt: Optional[str] = typer.Option(None, "--format", help="Output format of photos: png, jpg, webp or tif (default: as the input)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Redo outputs that already exist (a rerun skips them)."),
     steps: Optional[int] = typer.Option(None, help="Steps to run: the strength of the edit (default: from the rule)."),
     seed: int = typer.Option(0, help="Seed of the stochastic cell updates."),
-    device: str = typer.Option("cpu", help="cpu, cuda or mps."),
+    strength: float = typer.Option(1.0, help="Blend with the source: 0 keeps the source, 1 is the full edit."),
+    mask: Optional[Path] = typer.Option(None, help="Edit only where this image is white (grey: partly); stretched to each photo."),
+    feather: float = typer.Option(0.0, help="Soften the mask's edges by this many pixels."),
+    tile: Optional[int] = typer.Option(None, help="Tile side in pixels: smaller needs less memory, same result (default: sized to the steps and cores)."),
+    carry: bool = typer.Option(False, "--carry", help="Videos: start each frame from the previous frame's hidden state."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda or mps."),
     max_pixels: Optional[int] = typer.Option(None, "--max-pixels", min=1, help=MAX_PIXELS_HELP),
 ) -> None:
-    """Run a trained rule on a photo of any size."""
-    from ncaedit.apply import apply_rule, check_device
-    from ncaedit.image import WRITE_SUFFIXES, load_image, save_image
+    """Run a trained rule on photos and videos of any size: files, folders or globs, into --out."""
+    import time
+
+    from rich.markup import escape
+
+    from ncaedit.batch import Item, Settings, find_inputs, output_suffix, plan_outputs, run_batch
+    from ncaedit.device import resolve_device, tile_workers
+    from ncaedit.image import WRITE_SUFFIXES
     from ncaedit.paths import check_output, free_name
     from ncaedit.rulefile import load_rule
+    from ncaedit.video import VIDEO_SUFFIXES
 
     rf = load_rule(rule_path)
     n = rf.metadata.get("default_steps", 32) if steps is None else steps
     if n < 1:
         raise NcaError("--steps must be at least 1")
-    check_device(device)
-    photo = load_image(image, max_pixels)
-    out = out or free_name(image.with_name(f"{image.stem}-{rule_path.stem}{image.suffix}"))
-    check_output(out, [image, rule_path], WRITE_SUFFIXES)
+    if not 0 <= strength <= 1:
+        raise NcaError("--strength must be between 0 and 1")
+    if tile is not None and tile < 16:
+        raise NcaError("--tile must be at least 16 pixels")
+    if feather < 0:
+        raise NcaError("--feather must be 0 or more")
+    if mask is not None and not mask.is_file():
+        raise NcaError(f"--mask {mask}: no such file")
+    device = resolve_device(device)
+    workers = tile_workers(device)
+    if workers > 1:
+        import torch
+
+        torch.set_num_threads(1)  # the cores go to tiles running side by side (tiling.edit_tiles)
+    settings = Settings(n, seed, tile, strength, mask, feather, device, carry, overwrite, workers, max_pixels)
+
+    single = Path(inputs[0])
+    if len(inputs) == 1 and single.is_file() and (out is None or (out.suffix and not out.is_dir())):
+        target = out or free_name(single.with_name(f"{single.stem}-{rule_path.stem}{output_suffix(single, fmt)}"))
+        writable = {".mp4"} if Item(single, target).is_video else WRITE_SUFFIXES
+        if target.suffix.lower() not in writable:
+            raise NcaError(f"{target}: cannot write this input as {target.suffix} (use {', '.join(sorted(writable))})")
+        check_output(target, [single, rule_path, *([mask] if mask else [])])
+        items = [Item(single, target)]
+    else:
+        if out is None:
+            raise NcaError("several inputs or a folder: give an output folder with --out DIR")
+        if (out.exists() and not out.is_dir()) or out.suffix.lower() in WRITE_SUFFIXES | VIDEO_SUFFIXES:
+            raise NcaError(f"--out {out}: several inputs or a folder need an output folder, not a file")
+        items = plan_outputs(find_inputs(inputs, recursive, out), out, fmt)
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise NcaError(f"--out {out}: cannot make the folder ({exc.strerror})") from None
+
+    outcomes, started = [], time.perf_counter()
+    console = _console()
     with _progress() as bar:
-        task = bar.add_task(f"applying {rule_path.name}", total=n, info=f"{photo.size[0]}x{photo.size[1]}")
-        result = apply_rule(rf.rule, photo, n, seed=seed, device=device, on_steps=lambda k: bar.advance(task, k))
-    save_image(result, out)
-    _console().print(f"wrote {out}")
+        files = bar.add_task(f"applying {rule_path.name}", total=len(items), info="")
+        current = bar.add_task("", total=None, info="", visible=False)
+
+        def on_file(item, total):
+            bar.reset(current, total=total, description=f"  {escape(item.source.name)}", visible=True)
+
+        for outcome in run_batch(rf.rule, items, settings, on_file, lambda x: bar.advance(current, x)):
+            outcomes.append(outcome)
+            counts = {k: sum(o.status == k for o in outcomes) for k in ("done", "skipped", "failed")}
+            bar.update(files, advance=1, info=", ".join(f"{v} {k}" for k, v in counts.items() if v))
+        bar.update(current, visible=False)
+    seconds = time.perf_counter() - started
+    failed = [o for o in outcomes if o.status == "failed"]
+    if len(items) == 1 and failed:
+        raise NcaError(failed[0].detail)
+    for o in outcomes:
+        if o.status == "done" and (len(items) == 1 or o.detail):
+            console.print(f"wrote {o.item.out}" + (f" ({o.detail})" if o.detail else ""), soft_wrap=True, markup=False)
+        elif o.status == "skipped" and len(items) == 1:
+            console.print(f"skipped {o.item.out}: {o.detail}", soft_wrap=True, markup=False)
+    if len(items) > 1:
+        done = sum(o.status == "done" for o in outcomes)
+        console.print(f"{done} done, {len(outcomes) - done - len(failed)} skipped, {len(failed)} failed in {seconds:.1f} s -> {out}", soft_wrap=True, markup=False)
+        for o in failed:
+            detail = o.detail if o.detail.startswith(str(o.item.source)) else f"{o.item.source}: {o.detail}"
+            console.print(f"[red]failed[/red] {escape(detail)}", soft_wrap=True, highlight=False)  # one line each: grep-able logs
+    if failed:
+        raise SystemExit(1)  # some files failed (2 stays for "nothing was done": bad arguments)
 
 
 @app.command()
@@ -117,6 +188,46 @@ def info(rule_path: Path = typer.Argument(..., metavar="RULE", help="A .nca rule
     from ncaedit.rulefile import read_metadata
 
     print(json.dumps(read_metadata(rule_path), indent=2, sort_keys=True))
+
+
+@app.command()
+def animate(
+    rule_path: Path = typer.Argument(..., metavar="RULE", help="A .nca rule file."),
+    image: Path = typer.Argument(..., help="The photo to edit."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="A .gif (looping) or .mp4 (default: IMAGE-RULE.gif beside the image)."),
+    steps: Optional[int] = typer.Option(None, help="Steps to run (default: from the rule)."),
+    every: int = typer.Option(1, help="A frame every this many steps."),
+    fps: float = typer.Option(12.0, help="Frames per second."),
+    size: int = typer.Option(512, help="Longer side of the animation in pixels; 0 keeps the photo's size."),
+    seed: int = typer.Option(0, help="Seed of the stochastic cell updates."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace --out if it exists."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda or mps."),
+) -> None:
+    """Show the rule at work: the rollout on IMAGE as a looping GIF or an MP4."""
+    from ncaedit.animate import SUFFIXES, rollout_frames, write_animation
+    from ncaedit.device import resolve_device
+    from ncaedit.image import fit_long_side, load_image
+    from ncaedit.paths import check_output, free_name
+    from ncaedit.rulefile import load_rule
+
+    rf = load_rule(rule_path)
+    n = rf.metadata.get("default_steps", 32) if steps is None else steps
+    if n < 1 or every < 1 or fps <= 0 or size < 0:
+        raise NcaError("--steps and --every must be at least 1, --fps above 0 and --size 0 or more")
+    out = out or free_name(image.with_name(f"{image.stem}-{rule_path.stem}.gif"))
+    if out.suffix.lower() not in SUFFIXES:
+        raise NcaError(f"{out}: animations are written as {' or '.join(SUFFIXES)}")
+    if out.exists() and not overwrite:
+        raise NcaError(f"{out}: exists; choose another name or pass --overwrite")
+    check_output(out, [image, rule_path])
+    rgb = load_image(image).rgb
+    if size and max(rgb.shape[:2]) > size:
+        rgb = fit_long_side(rgb, size)
+    with _progress() as bar:
+        task = bar.add_task(f"animating {rule_path.name}", total=n, info=f"{rgb.shape[1]}x{rgb.shape[0]}")
+        frames = rollout_frames(rf.rule, rgb, n, every, seed, resolve_device(device), on_steps=lambda k: bar.advance(task, k))
+    write_animation(frames, out, fps)
+    _console().print(f"wrote {out} ({len(frames)} frames)")
 
 
 @app.command()

@@ -2,8 +2,10 @@
 
 A photo in memory is a `Photo`: float32 RGB in [0, 1] of shape (H, W, 3), an optional alpha
 plane of shape (H, W), and the bit depth it came in with, so that a 16-bit input can be written
-back as 16-bit. EXIF orientation is applied on load; writes go to a temporary file in the same
-folder and are renamed into place, so a crash never leaves a half-written image.
+back as 16-bit. Loaded with `keep_samples=True`, a photo keeps the file's uint8/uint16 samples
+instead: a quarter or half of float32's memory, which big photos need (see `to_float`).
+EXIF orientation is applied on load; writes go to a temporary file in the same folder and are
+renamed into place, so a crash never leaves a half-written image.
 """
 
 from __future__ import annotations
@@ -30,8 +32,8 @@ DEFAULT_MAX_PIXELS = 200_000_000  # refuse decompression bombs above this many p
 
 @dataclass
 class Photo:
-    rgb: np.ndarray  # float32 (H, W, 3) in [0, 1]
-    alpha: np.ndarray | None = None  # float32 (H, W) in [0, 1]
+    rgb: np.ndarray  # float32 (H, W, 3) in [0, 1], or uint8/uint16 samples
+    alpha: np.ndarray | None = None  # (H, W), same type as rgb
     bit_depth: int = 8
 
     @property
@@ -39,12 +41,42 @@ class Photo:
         """(width, height), as Pillow says it."""
         return self.rgb.shape[1], self.rgb.shape[0]
 
+    def as_float(self) -> Photo:
+        if self.rgb.dtype == np.float32:
+            return self
+        return Photo(to_float(self.rgb), None if self.alpha is None else to_float(self.alpha), self.bit_depth)
 
-def load_image(path: str | Path, max_pixels: int | None = None) -> Photo:
+
+def to_float(samples: np.ndarray) -> np.ndarray:
+    """float32 in [0, 1] from uint8/uint16 samples (float input passes through as float32)."""
+    if samples.dtype.kind == "f":
+        return samples.astype(np.float32, copy=False)
+    out = samples.astype(np.float32)
+    out /= np.iinfo(samples.dtype).max
+    return out
+
+
+def to_samples(values: np.ndarray, dtype) -> np.ndarray:
+    """`values` (float in [0, 1] or samples) as `dtype`: uint8/uint16 samples, rounded, or float32 in
+    [0, 1]. Converted in row blocks, so that big photos need no big temporaries."""
+    dtype = np.dtype(dtype)
+    if values.dtype == dtype:
+        return values
+    if dtype.kind == "f":
+        return np.clip(to_float(values), 0, 1).astype(dtype, copy=False)
+    top = np.iinfo(dtype).max
+    out = np.empty(values.shape, dtype)
+    for r in range(0, values.shape[0], 256):
+        out[r : r + 256] = np.clip(to_float(values[r : r + 256]), 0, 1) * top + 0.5
+    return out
+
+
+def load_image(path: str | Path, max_pixels: int | None = None, keep_samples: bool = False) -> Photo:
     """Read a photo; every problem with the file is an NcaError that names the file.
 
     Images larger than `max_pixels` (None: DEFAULT_MAX_PIXELS) are refused from their header, before
     any pixel is decoded, so a tiny file that claims a huge size (a decompression bomb) costs nothing.
+    With `keep_samples`, the photo keeps the file's uint8/uint16 samples (see `to_float`).
     """
     path, max_pixels = Path(path), max_pixels or DEFAULT_MAX_PIXELS
     if not path.exists():
@@ -72,7 +104,7 @@ def load_image(path: str | Path, max_pixels: int | None = None) -> Photo:
         raise NcaError(f"{path}: not enough memory to decode this image; try a smaller one") from None
     h, w = photo.rgb.shape[:2]
     _check_size(w, h, max_pixels, path)
-    return photo
+    return photo if keep_samples else photo.as_float()
 
 
 def _check_size(width: int, height: int, max_pixels: int, path: Path | None = None) -> None:
@@ -140,16 +172,17 @@ def _load_pillow(path: Path, max_pixels: int, tiff: bool = False) -> Photo:
     if mode.startswith("I;16") or mode == "I":
         arr = np.asarray(img, dtype=np.float64)
         top = 65535.0 if mode != "I" or arr.max() > 255 else 255.0
-        return _from_float(np.clip(arr / top, 0, 1)[:, :, None], 16)
+        return _split_channels(np.clip(arr / top, 0, 1).astype(np.float32)[:, :, None], 16)
     if mode == "F":
-        return _from_float(np.clip(np.nan_to_num(np.asarray(img, np.float32)), 0, 1)[:, :, None], 16)
+        return _split_channels(np.clip(np.nan_to_num(np.asarray(img, np.float32)), 0, 1)[:, :, None], 16)
     has_alpha = mode in ("RGBA", "LA", "PA", "RGBa", "La") or (mode == "P" and "transparency" in img.info)
+    target = "RGBA" if has_alpha else "RGB"
     try:  # 1-bit, palette, CMYK, YCbCr, LAB, HSV, ...: Pillow's own conversion
-        img = img.convert("RGBA" if has_alpha else "RGB")
+        if img.mode != target:  # convert() to the same mode would copy a big image for nothing
+            img = img.convert(target)
     except (ValueError, OSError):
         raise NcaError(f"colour mode {mode} is not supported; convert the image to RGB first") from None
-    arr = np.asarray(img, dtype=np.float32) / 255.0
-    return _from_float(arr, 8)
+    return _split_channels(np.asarray(img), 8)
 
 
 _TIFFFILE_PHOTOMETRICS = ("MINISBLACK", "RGB")  # read directly; others (CMYK, palette, white-is-zero, Lab) via Pillow
@@ -192,24 +225,26 @@ def _from_array(arr: np.ndarray) -> Photo:
         arr = arr[:, :, None]
     if arr.ndim != 3:
         raise NcaError(f"unsupported image layout (an array of shape {arr.shape})")
-    if arr.dtype == np.uint8:
-        return _from_float(arr.astype(np.float32) / 255.0, 8)
+    if arr.dtype in (np.uint8, np.uint16):
+        return _split_channels(arr, 8 if arr.dtype == np.uint8 else 16)
     if arr.dtype == bool:
-        return _from_float(arr.astype(np.float32), 8)
-    if arr.dtype.kind == "u":  # 16- and 32-bit unsigned: scale by the type's range
-        return _from_float((arr.astype(np.float64) / np.iinfo(arr.dtype).max).astype(np.float32), 16)
+        return _split_channels(arr.astype(np.uint8) * 255, 8)
+    if arr.dtype.kind == "u":  # 32-bit unsigned: scale by the type's range
+        return _split_channels((arr.astype(np.float64) / np.iinfo(arr.dtype).max).astype(np.float32), 16)
     if arr.dtype.kind == "f":
-        return _from_float(np.nan_to_num(arr.astype(np.float32)).clip(0, 1), 16)
+        return _split_channels(np.nan_to_num(arr.astype(np.float32)).clip(0, 1), 16)
     raise NcaError(f"{arr.dtype} samples are not supported; convert the image to 8- or 16-bit unsigned integers or float")
 
 
-def _from_float(arr: np.ndarray, bit_depth: int) -> Photo:
+def _split_channels(arr: np.ndarray, bit_depth: int) -> Photo:
     channels = arr.shape[2]
     if channels not in (1, 2, 3, 4):
         raise NcaError(f"unsupported image with {channels} channels")
+    if arr.dtype.kind == "f":
+        arr = arr.astype(np.float32, copy=False)
     colour = arr[:, :, :1].repeat(3, axis=2) if channels in (1, 2) else arr[:, :, :3]
     alpha = arr[:, :, -1] if channels in (2, 4) else None
-    return Photo(np.ascontiguousarray(colour, dtype=np.float32), alpha, bit_depth)
+    return Photo(np.ascontiguousarray(colour), None if alpha is None else np.ascontiguousarray(alpha), bit_depth)
 
 
 def save_image(photo: Photo, path: str | Path, quality: int = 95) -> Path:
@@ -227,21 +262,22 @@ def save_image(photo: Photo, path: str | Path, quality: int = 95) -> Path:
 def encode_image(photo: Photo, suffix: str, quality: int = 95) -> bytes:
     import io
 
-    channels = [photo.rgb] if photo.alpha is None else [photo.rgb, photo.alpha[:, :, None]]
-    arr = np.clip(np.concatenate(channels, axis=2), 0, 1)
     sixteen = photo.bit_depth == 16 and suffix in (".png", ".tif", ".tiff")
+    dtype = np.uint16 if sixteen else np.uint8
+    arr = to_samples(photo.rgb, dtype)
+    if photo.alpha is not None:
+        arr = np.concatenate([arr, to_samples(photo.alpha, dtype)[:, :, None]], axis=2)
     if suffix in (".tif", ".tiff"):
         import tifffile
 
-        out = (arr * 65535 + 0.5).astype(np.uint16) if sixteen else (arr * 255 + 0.5).astype(np.uint8)
         buf = io.BytesIO()
-        tifffile.imwrite(buf, out, photometric="rgb", compression="zlib", extrasamples=("unassalpha",) if out.shape[2] == 4 else None)
+        tifffile.imwrite(buf, arr, photometric="rgb", compression="zlib", extrasamples=("unassalpha",) if arr.shape[2] == 4 else None)
         return buf.getvalue()
     if sixteen:
-        return write_png16((arr * 65535 + 0.5).astype(np.uint16))
+        return write_png16(arr)
     from PIL import Image
 
-    img = Image.fromarray((arr * 255 + 0.5).astype(np.uint8), "RGBA" if arr.shape[2] == 4 else "RGB")
+    img = Image.fromarray(arr, "RGBA" if arr.shape[2] == 4 else "RGB")
     buf = io.BytesIO()
     if suffix in (".jpg", ".jpeg"):
         img.convert("RGB").save(buf, "JPEG", quality=quality)

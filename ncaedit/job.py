@@ -91,7 +91,8 @@ def run_job(job: Job, default_name: str, extra_inputs: list[Path], setup: Callab
     import json
     import signal
 
-    from ncaedit.apply import apply_rule, check_device
+    from ncaedit.apply import apply_rule
+    from ncaedit.device import resolve_device
     from ncaedit.image import WRITE_SUFFIXES, load_image, save_image
     from ncaedit.recipe import load_recipe
     from ncaedit.rulefile import save_rule
@@ -99,7 +100,7 @@ def run_job(job: Job, default_name: str, extra_inputs: list[Path], setup: Callab
 
     if job.steps is not None and job.steps < 1:
         raise NcaError("--steps must be at least 1")
-    check_device(job.device)
+    job.device = resolve_device(job.device)
     recipe = load_recipe(job.preset, job.overrides, job.mode)
     photo = load_image(job.photo, job.max_pixels)
     out, rule_path, ckpt = output_paths(job, default_name)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 from ncaedit.errors import NcaError
 
@@ -42,29 +44,39 @@ def check_output(out: Path, inputs: list[Path], suffixes: set[str] | None = None
         raise NcaError(f"{out}: output folder {folder} is not writable ({exc.strerror})") from None
 
 
-def write_atomic(path: Path, data: bytes) -> Path:
-    """Write `data` to a temporary file beside `path`, flush it to disk, then rename it into place,
-    so a crash or a full disk never leaves a half-written file under the final name."""
-    path = Path(path)
-    tmp = None
-    try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private (0600); give it the mode any new file gets
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException as exc:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
-        if isinstance(exc, OSError):  # no permission, disk full, ...
-            raise NcaError(f"{path}: cannot write ({exc.strerror or exc})") from None
-        raise
-    return path
-
-
 def _umask() -> int:
-    mask = os.umask(0o022)  # the only portable way to read it is to set it and put it back
+    mask = os.umask(0o022)  # reading the umask means setting it: done once, at import, before any thread
     os.umask(mask)
     return mask
+
+
+_UMASK = _umask()
+
+
+@contextmanager
+def atomic_output(path: Path) -> Iterator[Path]:
+    """A temporary file beside `path` to write to: flushed to disk and renamed onto `path` when the
+    block succeeds, removed when it fails, so a crash or a full disk never leaves a half-written `path`."""
+    path = Path(path)
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    except OSError as exc:
+        raise NcaError(f"{path}: cannot write ({exc.strerror or exc})") from None
+    os.close(fd)
+    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; outputs get the usual permissions
+    try:
+        yield Path(tmp)
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:  # no permission, disk full, ...
+        raise NcaError(f"{path}: cannot write ({exc.strerror or exc})") from None
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def write_atomic(path: Path, data: bytes) -> Path:
+    """Write `data` to `path` through atomic_output."""
+    with atomic_output(path) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)

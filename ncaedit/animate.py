@@ -1,0 +1,63 @@
+"""The rollout as an animation: the working RGB every `every` steps, as a looping GIF or an MP4."""
+
+from __future__ import annotations
+
+import io
+from fractions import Fraction
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from ncaedit.errors import NcaError
+from ncaedit.image import to_samples
+from ncaedit.paths import atomic_output
+from ncaedit.rule import Rule, rollout
+from ncaedit.state import make_state, working_rgb
+
+SUFFIXES = (".gif", ".mp4")
+HOLD_LAST_MS = 1000  # a GIF rests on the finished edit before it loops
+
+
+@torch.no_grad()
+def rollout_frames(
+    rule: Rule, rgb: np.ndarray, steps: int, every: int, seed: int = 0, device: str = "cpu", on_steps: Callable[[int], None] | None = None
+) -> list[np.ndarray]:
+    """uint8 (H, W, 3) frames of the working RGB at steps 0, every, 2*every, ..., and at `steps`."""
+    rule = rule.to(device)
+    state = make_state(torch.from_numpy(rgb).permute(2, 0, 1)[None].to(device), rule.config.hidden_channels, seed=seed)
+
+    def frame():
+        return to_samples(working_rgb(state)[0].permute(1, 2, 0).cpu().numpy(), np.uint8)
+
+    frames = [frame()]
+    for first in range(0, steps, every):
+        n = min(every, steps - first)
+        state = rollout(rule, state, n, seed=seed, first_step=first)
+        frames.append(frame())
+        if on_steps:
+            on_steps(n)
+    return frames
+
+
+def write_animation(frames: list[np.ndarray], path: Path, fps: float) -> Path:
+    """A looping GIF (one palette for all frames, so colours do not jump) or an H.264 MP4, written atomically."""
+    suffix = path.suffix.lower()
+    if suffix == ".mp4":
+        from ncaedit.video import write_video
+
+        write_video(path, frames, Fraction(fps).limit_denominator(1001))
+        return path
+    if suffix != ".gif":
+        raise NcaError(f"{path}: animations are written as {' or '.join(SUFFIXES)}")
+    from PIL import Image
+
+    palette = Image.fromarray(np.concatenate([frames[0], frames[-1]])).quantize(256)
+    images = [Image.fromarray(f).quantize(palette=palette) for f in frames]
+    durations = [round(1000 / fps)] * (len(images) - 1) + [HOLD_LAST_MS]
+    buf = io.BytesIO()
+    images[0].save(buf, "GIF", save_all=True, append_images=images[1:], loop=0, duration=durations)
+    with atomic_output(path) as tmp:
+        tmp.write_bytes(buf.getvalue())
+    return path

@@ -1,0 +1,32 @@
+"""Choosing the torch device a command runs on, and how many tiles it runs at once."""
+
+from __future__ import annotations
+
+import os
+
+from ncaedit.errors import NcaError
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+def resolve_device(name: str) -> str:
+    """`auto` picks CUDA, then Apple's MPS, then the CPU; a named device must be available."""
+    import torch
+
+    kind = name.split(":")[0]
+    if kind not in DEVICES:
+        raise NcaError(f"--device {name}: unknown device (use one of {', '.join(DEVICES)})")
+    cuda, mps = torch.cuda.is_available(), torch.backends.mps.is_available()
+    if kind == "auto":
+        return "cuda" if cuda else "mps" if mps else "cpu"
+    if (kind == "cuda" and not cuda) or (kind == "mps" and not mps):
+        raise NcaError(f"--device {name}: not available on this machine (use --device auto or cpu)")
+    return name
+
+
+def tile_workers(device: str) -> int:
+    """Tiles to run at once: one per usable core on the CPU (each tile then wants a single torch
+    thread, see tiling.edit_tiles), one on a GPU, which one tile keeps busy."""
+    if device != "cpu":
+        return 1
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
