@@ -21,7 +21,7 @@ def _console():
     return Console(stderr=True)
 
 
-def _progress():
+def _progress(transient: bool = False):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     return Progress(
@@ -33,7 +33,7 @@ def _progress():
         TextColumn("eta"),
         TimeRemainingColumn(),
         console=_console(),
-        transient=False,
+        transient=transient,
     )
 
 
@@ -129,11 +129,16 @@ def apply_cmd(
     settings = Settings(n, seed, tile, strength, mask, feather, device, carry, overwrite, workers, max_pixels)
 
     single = Path(inputs[0])
+    if len(inputs) == 1 and not any(ch in inputs[0] for ch in "*?["):
+        if not single.exists():
+            raise NcaError(f"{single}: no such file")
+        if single.is_dir() and out is None:
+            raise NcaError(f"{single}: is a folder; give an output folder with --out DIR")
     if len(inputs) == 1 and single.is_file() and (out is None or (out.suffix and not out.is_dir())):
         target = out or free_name(single.with_name(f"{single.stem}-{rule_path.stem}{output_suffix(single, fmt)}"))
         writable = {".mp4"} if Item(single, target).is_video else WRITE_SUFFIXES
         if target.suffix.lower() not in writable:
-            raise NcaError(f"{target}: cannot write this input as {target.suffix} (use {', '.join(sorted(writable))})")
+            raise NcaError(f"{target}: unknown output format {target.suffix!r} for this input (use {', '.join(sorted(writable))})")
         check_output(target, [single, rule_path, *([mask] if mask else [])])
         items = [Item(single, target)]
     else:
@@ -149,7 +154,7 @@ def apply_cmd(
 
     outcomes, started = [], time.perf_counter()
     console = _console()
-    with _progress() as bar:
+    with _progress(transient=len(items) == 1) as bar:
         files = bar.add_task(f"applying {rule_path.name}", total=len(items), info="")
         current = bar.add_task("", total=None, info="", visible=False)
 

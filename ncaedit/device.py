@@ -15,7 +15,7 @@ def resolve_device(name: str) -> str:
 
     kind = name.split(":")[0]
     if kind not in DEVICES:
-        raise NcaError(f"--device {name}: unknown device (use one of {', '.join(DEVICES)})")
+        raise NcaError(f"unknown device {name!r} (use one of {', '.join(DEVICES)})")
     cuda, mps = torch.cuda.is_available(), torch.backends.mps.is_available()
     if kind == "auto":
         return "cuda" if cuda else "mps" if mps else "cpu"

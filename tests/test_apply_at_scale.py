@@ -147,7 +147,7 @@ def test_single_photo_keeps_its_simple_form(tmp_path, rule_file, photos, cli):
         (["-o", tmp_path / "y.png", "--strength", "2"], "strength"),
         (["-o", tmp_path / "y.png", "--mask", tmp_path / "nope.png"], "no such"),
         (["-o", tmp_path / "y.png", "--device", "tpu"], "unknown device"),
-        (["-o", tmp_path / "y.gif"], "cannot write this input as .gif"),
+        (["-o", tmp_path / "y.gif"], "unknown output format '.gif'"),
         (["--format", "bmp"], "unknown format"),
     ]:
         code, said = cli("apply", rule_file, photos / "a.png", *args)
