@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Optional
@@ -113,6 +114,10 @@ def info(rule_path: Path = typer.Argument(..., metavar="RULE", help="A .nca rule
 
 
 def main() -> None:
+    # Idle torch/BLAS threads sleep instead of spinning: on a busy machine spinning threads take the
+    # cores the work needs (training ran 7x slower on 2 shared cores; benchmarks/run.py). Set before
+    # torch loads; a user's own setting wins.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     try:
         app(standalone_mode=False)
     except NcaError as exc:

@@ -6,6 +6,13 @@ One step:
     state[3:] += update * mask                                               (source stays frozen)
 The mask fires each cell with probability `fire_rate`, drawn per absolute pixel position (noise.py),
 so cells update asynchronously without any global clock, and tiles match whole images.
+
+How it is computed (the arithmetic above, arranged for speed): cells are rows (channels-last), and
+the four filters are built from separable stencils, [1,2,1] smoothing and [-1,0,1] differences:
+Sobel-x = Dx(V x)/8, Sobel-y = Dy(H x)/8, Laplacian = (H V x - 16 x)/16. The constants (1/8, 1/16,
+-16 x) are folded into the first layer's weights, so perception is a few shifted adds and the
+network is two matrix products over a (cells x features) matrix. Under autograd (training) the
+step is plain functional PyTorch; without it, engine.py runs the same arithmetic in place.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ PADDINGS = ("replicate", "reflect", "circular", "zeros")
 _SOBEL_X = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]]) / 8
 _LAPLACIAN = torch.tensor([[1.0, 2.0, 1.0], [2.0, -12.0, 2.0], [1.0, 2.0, 1.0]]) / 16
 _IDENTITY = torch.tensor([[0.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 0.0]])
+# The perception's definition (what w1's features mean); `stencils` computes it (tests check they agree).
 PERCEPTION_FILTERS = torch.stack([_IDENTITY, _SOBEL_X, _SOBEL_X.T, _LAPLACIAN])  # (4, 3, 3)
 
 
@@ -55,31 +63,57 @@ class Rule(nn.Module):
         config.validate()
         self.config = config
         c = config.channels
-        self.register_buffer("filters", PERCEPTION_FILTERS.repeat(c, 1, 1).unsqueeze(1), persistent=False)
         self.w1 = nn.Linear(4 * c, config.width)
         self.w2 = nn.Linear(config.width, c - 3, bias=False)
         nn.init.zeros_(self.w2.weight)  # a fresh rule changes nothing
 
-    def perceive(self, state: torch.Tensor) -> torch.Tensor:
-        """(B, C, H, W) -> (B, 4C, H, W); feature 4c+k is filter k applied to channel c."""
-        mode = "constant" if self.config.padding == "zeros" else self.config.padding
-        padded = F.pad(state, (1, 1, 1, 1), mode=mode)
-        return F.conv2d(padded, self.filters, groups=state.shape[1])
+    def stencil_weights(self) -> torch.Tensor:
+        """The first layer re-expressed on the stencil features (see `stencils`), shape (width, 4C).
 
-    def update(self, state: torch.Tensor) -> torch.Tensor:
-        """The proposed change to channels 3.. for every cell, shape (B, C-3, H, W)."""
-        features = self.perceive(state).permute(0, 2, 3, 1)  # cells as rows: two plain matrix products
-        hidden = torch.relu(self.w1(features))
-        return self.w2(hidden).permute(0, 3, 1, 2)
+        The rule file stores w1 on the filter features (4c+k: filter k of channel c); this folds the
+        filters' constants into it, and keeps gradients flowing to w1 when training."""
+        ident, sobel_x, sobel_y, laplacian = self.w1.weight.unflatten(1, (-1, 4)).unbind(2)
+        return torch.cat([ident - laplacian, sobel_x / 8, sobel_y / 8, laplacian / 16], dim=1)
 
-    def step(self, state: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        delta = self.update(state)
+    def step_cells(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """One step on a channels-last state (B, H, W, C); `mask` (B or 1, H, W, 1) or None."""
+        features = stencils(pad_cells(x, self.config.padding))
+        hidden = torch.relu(F.linear(features, self.stencil_weights(), self.w1.bias))
+        delta = F.linear(hidden, self.w2.weight)
         if mask is not None:
             delta = delta * mask
-        return torch.cat([state[:, :3], state[:, WRITABLE] + delta], dim=1)
+        return torch.cat([x[..., :3], x[..., 3:] + delta], dim=-1)
+
+    def step(self, state: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """One step on a (B, C, H, W) state; `mask` (1, 1, H, W) or None (every cell fires)."""
+        x = state.permute(0, 2, 3, 1)
+        out = self.step_cells(x, None if mask is None else mask.permute(0, 2, 3, 1))
+        return out.permute(0, 3, 1, 2)
 
     def arch(self) -> dict:
         return asdict(self.config)
+
+
+def pad_cells(x: torch.Tensor, padding: str) -> torch.Tensor:
+    """(B, H, W, C) -> (B, H+2, W+2, C) with a one-cell border (see PADDINGS)."""
+    if padding == "zeros":
+        return F.pad(x, (0, 0, 1, 1, 1, 1))
+    for dim in (1, 2):
+        n = x.shape[dim]
+        inner = list(range(n))
+        edge = {"replicate": (0, n - 1), "reflect": (1, n - 2), "circular": (n - 1, 0)}[padding]
+        x = x.index_select(dim, torch.tensor([edge[0], *inner, edge[1]], device=x.device))
+    return x
+
+
+def stencils(p: torch.Tensor) -> torch.Tensor:
+    """Padded (B, H+2, W+2, C) -> (B, H, W, 4C): [x, Dx V x, Dy H x, H V x] with V, H the vertical and
+    horizontal [1,2,1] smoothings and Dx, Dy the [-1,0,1] differences; `stencil_weights` matches it."""
+    v = p[:, :-2] + 2 * p[:, 1:-1] + p[:, 2:]
+    h = p[:, :, :-2] + 2 * p[:, :, 1:-1] + p[:, :, 2:]
+    return torch.cat(
+        [p[:, 1:-1, 1:-1], v[:, :, 2:] - v[:, :, :-2], h[:, 2:] - h[:, :-2], v[:, :, :-2] + 2 * v[:, :, 1:-1] + v[:, :, 2:]], dim=-1
+    )
 
 
 def fire_mask(rule: Rule, seed: int, step: int, top: int, left: int, height: int, width: int, device=None):
@@ -101,21 +135,28 @@ def rollout(
     first_step: int = 0,
     checkpoint_every: int = 0,
 ) -> torch.Tensor:
-    """Run `steps` steps. `top`/`left` say where the state sits in the full image (for the mask);
-    `first_step` numbers the steps so a rollout can continue another. With `checkpoint_every` > 0,
-    activations are recomputed in the backward pass, `checkpoint_every` steps a segment."""
+    """Run `steps` steps on a (B, C, H, W) state. `top`/`left` say where the state sits in the full
+    image (for the mask); `first_step` numbers the steps so a rollout can continue another. With
+    `checkpoint_every` > 0, activations are recomputed in the backward pass, `checkpoint_every`
+    steps a segment. Without autograd, the in-place engine (engine.py) does the same arithmetic."""
+    if not torch.is_grad_enabled():
+        from ncaedit.engine import run_inplace
+
+        return run_inplace(rule, state, steps, seed=seed, top=top, left=left, first_step=first_step)
     _, _, h, w = state.shape
 
     def run(x: torch.Tensor, start: int, stop: int) -> torch.Tensor:
         for i in range(start, stop):
-            x = rule.step(x, fire_mask(rule, seed, i, top, left, h, w, device=x.device))
+            mask = fire_mask(rule, seed, i, top, left, h, w, device=x.device)
+            x = rule.step_cells(x, None if mask is None else mask[0, 0, :, :, None])
         return x
 
+    x = state.permute(0, 2, 3, 1)  # cells as rows
     start, stop = first_step, first_step + steps
-    if checkpoint_every <= 0 or not torch.is_grad_enabled():
-        return run(state, start, stop)
+    if checkpoint_every <= 0:
+        return run(x, start, stop).permute(0, 3, 1, 2)
     from torch.utils.checkpoint import checkpoint
 
     for s in range(start, stop, checkpoint_every):
-        state = checkpoint(run, state, s, min(s + checkpoint_every, stop), use_reentrant=False)
-    return state
+        x = checkpoint(run, x, s, min(s + checkpoint_every, stop), use_reentrant=False)
+    return x.permute(0, 3, 1, 2)
