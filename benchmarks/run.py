@@ -26,6 +26,7 @@ import argparse
 import json
 import os
 import platform
+import signal
 import subprocess
 import sys
 import tempfile
@@ -244,25 +245,37 @@ def ncaedit_cmd() -> list[str]:
     return [sys.executable, "-m", "ncaedit"]
 
 
+# Starts the command and writes its peak RSS. A child's peak RSS includes the memory of the process it
+# was forked from (Linux keeps the pre-exec high-water mark), so this small launcher stands between
+# the command and this (large) benchmark process.
+_PEAK_RSS_LAUNCHER = (
+    "import os, subprocess, sys\n"
+    "child = subprocess.Popen(sys.argv[2:])\n"
+    "_, status, usage = os.wait4(child.pid, 0)\n"
+    "open(sys.argv[1], 'w').write(str(usage.ru_maxrss))\n"
+    "sys.exit(os.waitstatus_to_exitcode(status))\n"
+)
+
+
 def run_measured(cmd: list[str], timeout: float = 900) -> tuple[int, float, float, str]:
-    """(exit code, wall seconds, peak RSS in MB of the child and its descendants, stderr tail)."""
+    """(exit code, wall seconds, peak RSS in MB, last line of stderr) of `cmd`, run offline."""
     env = os.environ | {"HF_HUB_OFFLINE": "1"}
-    with tempfile.TemporaryFile() as err:
+    with tempfile.TemporaryDirectory() as scratch:
+        rss, err = Path(scratch) / "rss", Path(scratch) / "stderr"
         t = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, env=env)
-        deadline = t + timeout
-        while True:  # os.wait4 gives this child's own rusage (ru_maxrss in KB on Linux)
-            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-            if pid:
-                break
-            if time.perf_counter() > deadline:
-                proc.kill()
-            time.sleep(0.05)
+        with err.open("wb") as fh:
+            proc = subprocess.Popen(
+                [sys.executable, "-c", _PEAK_RSS_LAUNCHER, str(rss), *cmd], stdout=subprocess.DEVNULL, stderr=fh, env=env, start_new_session=True
+            )
+            try:
+                code = proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)  # the launcher and the command
+                code = proc.wait()
         wall = time.perf_counter() - t
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        err.seek(0)
-        tail = err.read().decode(errors="replace").strip().splitlines()[-1:] or [""]
-    return proc.returncode, wall, usage.ru_maxrss / 1024, tail[0]
+        peak = int(rss.read_text()) / 1024 if rss.exists() else float("nan")  # ru_maxrss is in KB on Linux
+        tail = (err.read_text(errors="replace").strip().splitlines() or [""])[-1]
+    return code, wall, peak, tail
 
 
 def section_style(table: Table, tmp: Path) -> None:

@@ -21,9 +21,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import torch
 
-from ncaedit.noise import position_uniform
+from ncaedit.rule import firing
 
-BAND_CELLS = 8192  # cells per band on a CPU: a band's activations (~1.5 MB) fit a core's L2 cache
+BAND_CELLS = 4096  # cells per band on a CPU: ~2.7 MB of features and activations at width 96, about an L2 cache (best of 1k-16k measured)
 BAND_CELLS_GPU = 1 << 22
 
 
@@ -51,7 +51,8 @@ class _Band:
         self.delta = like.new_empty(n, out_cols)
         self.scattered = like.new_empty(n, out_cols)
 
-    def run(self, src, dst, weights, image: int, top: int, rows: int, mask_args, skip_idle: bool) -> None:
+    def run(self, src, dst, weights, image: int, top: int, rows: int, fires: torch.Tensor | None, skip_idle: bool) -> None:
+        """Rows top..top+rows of `image` from `src` into `dst`; `fires` (rows, W) bool or None (all)."""
         w1, b1, w2 = weights
         p = src[image, top : top + rows + 2]  # the band with its one-row halo above and below
         width, channels = p.shape[1] - 2, p.shape[2]
@@ -69,10 +70,6 @@ class _Band:
         old = p[1:-1, 1:-1, 3:]
         new = dst[image, top + 1 : top + rows + 1, 1:-1, 3:]
         writable = channels - 3
-        fires = None
-        if mask_args is not None:
-            seed, step, y0, x0, rate = mask_args
-            fires = position_uniform(seed, step, y0 + top, x0, rows, width, device=p.device) < rate
         if fires is not None and skip_idle:
             idx = fires.view(-1).nonzero().squeeze(1)
             k = idx.numel()
@@ -107,7 +104,8 @@ def run_inplace(
     """rule.rollout without autograd. Returns the (B, C, H, W) result as a view of a channels-last
     buffer. `skip_idle` leaves non-firing cells out of the products (default: on a CPU). `threads`
     worker threads share the bands (default: torch.get_num_threads()); with 1, torch's own intra-op
-    threads split each op instead (a caller running several rollouts at once wants that)."""
+    threads split each op instead. Workers set torch's thread count, which is process-wide, and it is
+    restored afterwards: a caller running several rollouts at once from its own threads passes 1."""
     b, c, height, width = state.shape
     cfg = rule.config
     on_cpu = state.device.type == "cpu"
@@ -132,10 +130,10 @@ def run_inplace(
     grad_mode = torch.inference_mode if torch.is_inference_mode_enabled() else torch.no_grad
 
     def work(worker: int, src: torch.Tensor, dst: torch.Tensor, step: int) -> None:
-        mask_args = (seed, step, top, left, cfg.fire_rate) if cfg.fire_rate < 1 else None
         with grad_mode():
             for image, r, n in bands[worker::threads]:
-                workers[worker].run(src, dst, weights, image, r, n, mask_args, skip_idle)
+                fires = firing(rule, seed, step, top + r, left, n, width, device=src.device)
+                workers[worker].run(src, dst, weights, image, r, n, fires, skip_idle)
 
     saved_threads = torch.get_num_threads()
     pool = ThreadPoolExecutor(threads, initializer=torch.set_num_threads, initargs=(1,)) if threads > 1 else None

@@ -11,8 +11,9 @@ How it is computed (the arithmetic above, arranged for speed): cells are rows (c
 the four filters are built from separable stencils, [1,2,1] smoothing and [-1,0,1] differences:
 Sobel-x = Dx(V x)/8, Sobel-y = Dy(H x)/8, Laplacian = (H V x - 16 x)/16. The constants (1/8, 1/16,
 -16 x) are folded into the first layer's weights, so perception is a few shifted adds and the
-network is two matrix products over a (cells x features) matrix. Under autograd (training) the
-step is plain functional PyTorch; without it, engine.py runs the same arithmetic in place.
+network is two matrix products over a (cells x features) matrix of the cells that fire. Under
+autograd (training) `_SparseStep` has a hand-written backward; without autograd, engine.py runs the
+same arithmetic in place.
 """
 
 from __future__ import annotations
@@ -75,19 +76,17 @@ class Rule(nn.Module):
         ident, sobel_x, sobel_y, laplacian = self.w1.weight.unflatten(1, (-1, 4)).unbind(2)
         return torch.cat([ident - laplacian, sobel_x / 8, sobel_y / 8, laplacian / 16], dim=1)
 
-    def step_cells(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        """One step on a channels-last state (B, H, W, C); `mask` (B or 1, H, W, 1) or None."""
-        features = stencils(pad_cells(x, self.config.padding))
-        hidden = torch.relu(F.linear(features, self.stencil_weights(), self.w1.bias))
-        delta = F.linear(hidden, self.w2.weight)
-        if mask is not None:
-            delta = delta * mask
-        return torch.cat([x[..., :3], x[..., 3:] + delta], dim=-1)
+    def step_cells(self, x: torch.Tensor, fires: torch.Tensor | None) -> torch.Tensor:
+        """One step on a channels-last state (B, H, W, C); `fires` (H, W, bool) says which cells
+        update, the same in every image of the batch (None: all of them)."""
+        b, h, w, _ = x.shape
+        cells = torch.arange(h * w, device=x.device) if fires is None else fires.flatten().nonzero().squeeze(1)
+        rows = (torch.arange(b, device=x.device)[:, None] * (h * w) + cells).flatten()
+        return _SparseStep.apply(pad_cells(x, self.config.padding), self.stencil_weights(), self.w1.bias, self.w2.weight, rows)
 
     def step(self, state: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        """One step on a (B, C, H, W) state; `mask` (1, 1, H, W) or None (every cell fires)."""
-        x = state.permute(0, 2, 3, 1)
-        out = self.step_cells(x, None if mask is None else mask.permute(0, 2, 3, 1))
+        """One step on a (B, C, H, W) state; `mask` (1, 1, H, W) from fire_mask, or None (every cell fires)."""
+        out = self.step_cells(state.permute(0, 2, 3, 1), None if mask is None else mask[0, 0] > 0)
         return out.permute(0, 3, 1, 2)
 
     def arch(self) -> dict:
@@ -116,13 +115,70 @@ def stencils(p: torch.Tensor) -> torch.Tensor:
     )
 
 
-def fire_mask(rule: Rule, seed: int, step: int, top: int, left: int, height: int, width: int, device=None):
-    """The (1, 1, H, W) update mask of one step, or None when every cell fires."""
+def stencils_adjoint(grad: torch.Tensor) -> torch.Tensor:
+    """The transpose of `stencils`: gradient of the features (B, H, W, 4C) -> of the padded state (B, H+2, W+2, C)."""
+    b, h, w, _ = grad.shape
+    g_x, g_sx, g_sy, g_hv = grad.unflatten(3, (4, -1)).unbind(3)
+    c = g_x.shape[-1]
+    g_v = grad.new_zeros(b, h, w + 2, c)  # through v = V p
+    g_v[:, :, 2:] += g_sx + g_hv
+    g_v[:, :, :-2] += g_hv - g_sx
+    g_v[:, :, 1:-1] += 2 * g_hv
+    g_h = grad.new_zeros(b, h + 2, w, c)  # through h = H p
+    g_h[:, 2:] += g_sy
+    g_h[:, :-2] -= g_sy
+    g_p = grad.new_zeros(b, h + 2, w + 2, c)
+    g_p[:, :-2] += g_v
+    g_p[:, 1:-1] += 2 * g_v
+    g_p[:, 2:] += g_v
+    g_p[:, :, :-2] += g_h
+    g_p[:, :, 1:-1] += 2 * g_h
+    g_p[:, :, 2:] += g_h
+    g_p[:, 1:-1, 1:-1] += g_x
+    return g_p
+
+
+class _SparseStep(torch.autograd.Function):
+    """One step from the padded state (B, H+2, W+2, C) to the new state (B, H, W, C), where only the
+    cells `rows` (of the B*H*W cells in order) go through the network. The backward is written out:
+    the same products on the same rows, and no per-slice gradient buffers, which is what autograd's
+    own backward of `stencils` spends most of its time on (training measured 1.4-1.7x faster)."""
+
+    @staticmethod
+    def forward(ctx, padded, w1, b1, w2, rows):
+        c = padded.shape[-1]
+        picked = stencils(padded).reshape(-1, 4 * c).index_select(0, rows)
+        hidden = torch.addmm(b1, picked, w1.t()).relu_()
+        out = padded[:, 1:-1, 1:-1].clone(memory_format=torch.contiguous_format)
+        out.view(-1, c)[:, 3:].index_add_(0, rows, hidden @ w2.t())
+        ctx.save_for_backward(picked, hidden, w1, w2, rows)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        picked, hidden, w1, w2, rows = ctx.saved_tensors
+        b, h, w, c = grad.shape
+        grad = grad.contiguous()
+        g_delta = grad.view(-1, c)[:, 3:].index_select(0, rows)
+        g_hidden = (g_delta @ w2).mul_(hidden > 0)
+        g_features = grad.new_zeros(b * h * w, 4 * c).index_copy_(0, rows, g_hidden @ w1)
+        g_padded = stencils_adjoint(g_features.view(b, h, w, 4 * c))
+        g_padded[:, 1:-1, 1:-1] += grad
+        return g_padded, g_hidden.t() @ picked, g_hidden.sum(0), g_delta.t() @ hidden, None
+
+
+def firing(rule: Rule, seed: int, step: int, top: int, left: int, height: int, width: int, device=None) -> torch.Tensor | None:
+    """Which cells of [top:top+height, left:left+width] update in a step: bool (H, W), or None when all do."""
     rate = rule.config.fire_rate
     if rate >= 1:
         return None
-    u = position_uniform(seed, step, top, left, height, width, device=device)
-    return (u < rate).to(rule.w1.weight.dtype)[None, None]
+    return position_uniform(seed, step, top, left, height, width, device=device) < rate
+
+
+def fire_mask(rule: Rule, seed: int, step: int, top: int, left: int, height: int, width: int, device=None):
+    """The (1, 1, H, W) update mask of one step, or None when every cell fires."""
+    fires = firing(rule, seed, step, top, left, height, width, device=device)
+    return None if fires is None else fires.to(rule.w1.weight.dtype)[None, None]
 
 
 def rollout(
@@ -147,8 +203,7 @@ def rollout(
 
     def run(x: torch.Tensor, start: int, stop: int) -> torch.Tensor:
         for i in range(start, stop):
-            mask = fire_mask(rule, seed, i, top, left, h, w, device=x.device)
-            x = rule.step_cells(x, None if mask is None else mask[0, 0, :, :, None])
+            x = rule.step_cells(x, firing(rule, seed, i, top, left, h, w, device=x.device))
         return x
 
     x = state.permute(0, 2, 3, 1)  # cells as rows

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from ncaedit import engine
-from ncaedit.rule import PADDINGS, PERCEPTION_FILTERS, Rule, RuleConfig, fire_mask, rollout
+from ncaedit.rule import PADDINGS, PERCEPTION_FILTERS, Rule, RuleConfig, _SparseStep, fire_mask, rollout
 from ncaedit.state import make_state
 
 
@@ -35,17 +35,27 @@ def definition_step(rule: Rule, state: torch.Tensor, mask) -> torch.Tensor:
 def test_step_matches_the_definition_with_gradients(padding):
     rule = random_rule(1, padding=padding, hidden_channels=5, width=24)
     s = make_state(torch.rand(2, 3, 9, 11), 5, seed=2)
-    mask = fire_mask(rule, 3, 0, 0, 0, 9, 11)
+    masks = [fire_mask(rule, 3, i, 0, 0, 9, 11) for i in range(3)]  # several steps: gradients flow through the state too
     grads = []
     for step in (rule.step, lambda x, m: definition_step(rule, x, m)):
         rule.zero_grad()
-        out = step(s, mask)
+        out = s
+        for mask in masks:
+            out = step(out, mask)
         out[:, 3:].pow(2).sum().backward()
         grads.append((out.detach(), [p.grad.clone() for p in rule.parameters()]))
     (a, ga), (b, gb) = grads
     assert torch.allclose(a, b, atol=1e-5)
     for x, y in zip(ga, gb):
         assert torch.allclose(x, y, rtol=1e-4, atol=1e-4)
+
+
+def test_hand_written_backward_is_the_exact_gradient():
+    torch.manual_seed(0)
+    double = dict(dtype=torch.float64, requires_grad=True)
+    padded, w1, b1, w2 = torch.randn(2, 6, 7, 5, **double), torch.randn(8, 20, **double), torch.randn(8, **double), torch.randn(2, 8, **double)
+    rows = torch.tensor([0, 3, 5, 7, 19, 22, 29, 35, 38])  # some of the 2 * 4 * 5 cells
+    assert torch.autograd.gradcheck(_SparseStep.apply, (padded, w1, b1, w2, rows))
 
 
 @pytest.mark.parametrize("padding", PADDINGS)
