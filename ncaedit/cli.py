@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Optional
@@ -285,6 +286,10 @@ def prompt(
 
 def main() -> None:
     """Every failure the user can act on ends as one line, `error: ...`, and exit code 2."""
+    # Idle torch/BLAS threads sleep instead of spinning: on a busy machine spinning threads take the
+    # cores the work needs (training ran 7x slower on 2 shared cores; benchmarks/run.py). Set before
+    # torch loads; a user's own setting wins.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     try:
         code = app(standalone_mode=False)  # returns click's exit code when a command exits early
     except NcaError as exc:

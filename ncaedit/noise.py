@@ -22,7 +22,7 @@ def _mix(x: torch.Tensor) -> torch.Tensor:
 
 def position_uniform(seed: int, stream: int, top: int, left: int, height: int, width: int, device=None) -> torch.Tensor:
     """Uniform numbers in [0, 1) of shape (height, width) for the pixels [top:top+height, left:left+width]."""
-    key = int(_mix(torch.tensor((seed * 0x9E3779B1 + stream * 0x85EBCA77) & _MASK32)).item())
+    key = _mix((seed * 0x9E3779B1 + stream * 0x85EBCA77) & _MASK32)  # on a Python int: same value, no tensor round trip
     ys = torch.arange(top, top + height, device=device, dtype=torch.int64)
     xs = torch.arange(left, left + width, device=device, dtype=torch.int64)
     row = _mix((ys + key) & _MASK32)

@@ -1,0 +1,95 @@
+"""The fast arithmetic (stencils, folded weights, the in-place engine) against the rule's definition."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from ncaedit import engine
+from ncaedit.rule import PADDINGS, PERCEPTION_FILTERS, Rule, RuleConfig, _SparseStep, fire_mask, rollout
+from ncaedit.state import make_state
+
+
+def random_rule(seed=0, **kw) -> Rule:
+    torch.manual_seed(seed)
+    rule = Rule(RuleConfig(**kw))
+    with torch.no_grad():
+        for p in rule.parameters():
+            p.normal_(0, 0.3)
+    return rule
+
+
+def definition_step(rule: Rule, state: torch.Tensor, mask) -> torch.Tensor:
+    """The step as the module docstring defines it: depthwise filters (feature 4c+k), then the MLP."""
+    c = state.shape[1]
+    mode = "constant" if rule.config.padding == "zeros" else rule.config.padding
+    filters = PERCEPTION_FILTERS.repeat(c, 1, 1).unsqueeze(1)
+    features = F.conv2d(F.pad(state, (1, 1, 1, 1), mode=mode), filters, groups=c)
+    hidden = torch.relu(F.conv2d(features, rule.w1.weight[:, :, None, None], rule.w1.bias))
+    delta = F.conv2d(hidden, rule.w2.weight[:, :, None, None])
+    if mask is not None:
+        delta = delta * mask
+    return torch.cat([state[:, :3], state[:, 3:] + delta], dim=1)
+
+
+@pytest.mark.parametrize("padding", PADDINGS)
+def test_step_matches_the_definition_with_gradients(padding):
+    rule = random_rule(1, padding=padding, hidden_channels=5, width=24)
+    s = make_state(torch.rand(2, 3, 9, 11), 5, seed=2)
+    masks = [fire_mask(rule, 3, i, 0, 0, 9, 11) for i in range(3)]  # several steps: gradients flow through the state too
+    grads = []
+    for step in (rule.step, lambda x, m: definition_step(rule, x, m)):
+        rule.zero_grad()
+        out = s
+        for mask in masks:
+            out = step(out, mask)
+        out[:, 3:].pow(2).sum().backward()
+        grads.append((out.detach(), [p.grad.clone() for p in rule.parameters()]))
+    (a, ga), (b, gb) = grads
+    assert torch.allclose(a, b, atol=1e-5)
+    for x, y in zip(ga, gb):
+        assert torch.allclose(x, y, rtol=1e-4, atol=1e-4)
+
+
+def test_hand_written_backward_is_the_exact_gradient():
+    torch.manual_seed(0)
+    double = dict(dtype=torch.float64, requires_grad=True)
+    padded, w1, b1, w2 = torch.randn(2, 6, 7, 5, **double), torch.randn(8, 20, **double), torch.randn(8, **double), torch.randn(2, 8, **double)
+    rows = torch.tensor([0, 3, 5, 7, 19, 22, 29, 35, 38])  # some of the 2 * 4 * 5 cells
+    assert torch.autograd.gradcheck(_SparseStep.apply, (padded, w1, b1, w2, rows))
+
+
+@pytest.mark.parametrize("padding", PADDINGS)
+@pytest.mark.parametrize("fire_rate", [0.5, 1.0])
+@pytest.mark.parametrize("skip_idle", [True, False])
+def test_in_place_engine_matches_the_autograd_rollout(monkeypatch, padding, fire_rate, skip_idle):
+    monkeypatch.setattr(engine, "BAND_CELLS", 40)  # many bands of 3 rows, a short last band, two threads
+    rule = random_rule(2, padding=padding, fire_rate=fire_rate, hidden_channels=4, width=16)
+    s = make_state(torch.rand(2, 3, 17, 13), 4, seed=5)
+    with torch.enable_grad():
+        expected = rollout(rule, s, 5, seed=7, top=3, left=2, first_step=4).detach()
+    threads = torch.get_num_threads()
+    with torch.no_grad():
+        got = engine.run_inplace(rule, s, 5, seed=7, top=3, left=2, first_step=4, skip_idle=skip_idle)
+    assert torch.get_num_threads() == threads  # the workers' thread setting does not leak
+    assert torch.allclose(got, expected, atol=1e-5)
+    assert torch.equal(got[:, :3], s[:, :3])
+
+
+def test_engine_runs_under_inference_mode_and_keeps_the_input():
+    rule = random_rule(3, hidden_channels=4, width=16)
+    s = make_state(torch.rand(1, 3, 20, 20), 4)
+    before = s.clone()
+    with torch.inference_mode():
+        out = rollout(rule, s, 3)
+    assert torch.equal(s, before)
+    assert not torch.equal(out, s)
+
+
+def test_noise_values_do_not_change():
+    """Masks and hidden noise come from these numbers: the same rule and seed give the same image
+    across versions (and faster implementations of the hash must keep them)."""
+    from ncaedit.noise import position_uniform
+
+    expected = [[0.35620224475860596, 0.5489855408668518, 0.8018423914909363], [0.7397095561027527, 0.9429271817207336, 0.6852865219116211]]
+    assert position_uniform(7, -3, 10, 20, 2, 3).tolist() == expected
+    assert position_uniform(2**31 + 5, 11, 0, 0, 1, 2).tolist() == [[0.4450220465660095, 0.015269935131072998]]
