@@ -26,6 +26,7 @@ from torch import nn
 from ncaedit.errors import NcaError
 from ncaedit.prompts import WeightedPrompt, embed_texts
 from ncaedit.state import WRITABLE, source_rgb, working_rgb
+from ncaedit.style_loss import content_distance
 from ncaedit.views import ViewConfig, sample_views
 
 DEFAULT_SOURCE_PROMPT = "a photo"
@@ -119,7 +120,7 @@ class PromptLoss(nn.Module):
                 per_view = 1 - F.normalize(change, dim=-1, eps=MIN_CHANGE) @ self.text_direction
                 terms["patch"] = torch.where(per_view < cfg.patch_threshold, torch.zeros_like(per_view), per_view).mean()
         if cfg.content_weight > 0:
-            terms["content"] = content_distance(self.net, out, src)
+            terms["content"] = content_distance(self.net, self.net.features(out), src)
         if cfg.tv_weight > 0:
             terms["tv"] = (out[..., 1:, :] - out[..., :-1, :]).abs().mean() + (out[..., 1:] - out[..., :-1]).abs().mean()
         x = state[:, WRITABLE]
@@ -136,11 +137,3 @@ class PromptLoss(nn.Module):
         if self.aesthetic_target is not None:
             terms["aesthetic_score"] = score.detach().mean()
         return terms
-
-
-def content_distance(net, out: torch.Tensor, src: torch.Tensor) -> torch.Tensor:
-    """Feature distance to the source at the same place, relative to the source features' size."""
-    feats = net.features(out)
-    with torch.no_grad():
-        src_feats = net.features(src)
-    return sum(((feats[i] - src_feats[i]) ** 2).mean() / (src_feats[i] ** 2).mean().clamp_min(1e-12) for i in net.content_layers) / len(net.content_layers)

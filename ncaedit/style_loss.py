@@ -56,6 +56,16 @@ def sliced_wasserstein(x: torch.Tensor, target_sorted: torch.Tensor, directions:
     return ((proj - target_sorted) ** 2).mean()
 
 
+def content_distance(net: LossNet, feats: list[torch.Tensor], src: torch.Tensor) -> torch.Tensor:
+    """Distance of the output's features `feats` to the source photo's at the same place, relative to
+    the source features' size (the content term of every mode)."""
+    with torch.no_grad():
+        src_feats = net.features(src)
+    return sum(
+        ((feats[i] - src_feats[i]) ** 2).mean() / (src_feats[i] ** 2).mean().clamp_min(1e-12) for i in net.content_layers
+    ) / len(net.content_layers)
+
+
 def random_directions(p: int, c: int, generator: torch.Generator | None, device) -> torch.Tensor:
     d = torch.randn(p, c, generator=generator).to(device)
     return d / d.norm(dim=1, keepdim=True)
@@ -91,12 +101,7 @@ class StyleLoss(nn.Module):
                 for wt, i, t in zip(self.layer_weights, self.net.style_layers, self.style_feats)
             )
         if cfg.content_weight > 0:
-            with torch.no_grad():
-                src_feats = self.net.features(src)
-            terms["content"] = sum(
-                ((feats[i] - src_feats[i]) ** 2).mean() / (src_feats[i] ** 2).mean().clamp_min(1e-12)
-                for i in self.net.content_layers
-            ) / len(self.net.content_layers)
+            terms["content"] = content_distance(self.net, feats, src)
         if cfg.colour_weight > 0:
             terms["colour"] = self._sw(out.flatten(2), self.style_colours, 16, generator)
         x = state[:, WRITABLE]
