@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from skimage.metrics import structural_similarity
 
+from judges import colour_distance, ssim, texture_distance
 from ncaedit.apply import apply_rule
 from ncaedit.image import Photo, fit_long_side, load_image, save_image
 from ncaedit.lossnet import LossNet, RandomFilters
@@ -92,37 +92,6 @@ def candidates():
         "random VGG16 (gram)": (RandomVGG16(), "gram"),
         "pixels only": (PixelsOnly(), "gram"),
     }
-
-
-def colour_distance(a, b, n=64):
-    d = np.random.default_rng(0).normal(size=(n, 3))
-    d /= np.linalg.norm(d, axis=1, keepdims=True)
-    q = np.linspace(0, 1, 512)
-    qa = np.quantile(a.reshape(-1, 3) @ d.T, q, axis=0)
-    qb = np.quantile(b.reshape(-1, 3) @ d.T, q, axis=0)
-    return float(np.abs(qa - qb).mean())
-
-
-def texture_stats(rgb, scales=3, bins=8):
-    grey = rgb @ np.array([0.299, 0.587, 0.114], np.float32)
-    stats = []
-    for s in range(scales):
-        gy, gx = np.gradient(grey)
-        mag, ang = np.hypot(gx, gy), np.mod(np.arctan2(gy, gx), np.pi)
-        hist = np.histogram(ang, bins=bins, range=(0, np.pi), weights=mag)[0] / (mag.size)
-        energy = np.histogram(mag, bins=bins, range=(0, 0.5))[0] / mag.size
-        stats += [hist * 10, energy]
-        grey = grey[: grey.shape[0] // 2 * 2, : grey.shape[1] // 2 * 2].reshape(grey.shape[0] // 2, 2, grey.shape[1] // 2, 2).mean((1, 3))
-    return np.concatenate(stats)
-
-
-def texture_distance(a, b):
-    return float(np.abs(texture_stats(a) - texture_stats(b)).sum())
-
-
-def ssim(a, b):
-    w = np.array([0.299, 0.587, 0.114], np.float32)
-    return float(structural_similarity(a @ w, b @ w, data_range=1.0))
 
 
 def main():
