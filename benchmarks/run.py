@@ -224,7 +224,7 @@ def section_train(table: Table, device: torch.device) -> None:
 
         def rollout_part():
             rule.zero_grad()
-            rollout(rule, state, steps, checkpoint_every=t.checkpoint_every)[:, 3:].square().mean().backward()
+            rollout(rule, state, steps, checkpoint_every=t.grad_checkpoint_every)[:, 3:].square().mean().backward()
 
         out = rollout(rule, state, steps).detach()
 
@@ -299,7 +299,7 @@ def section_memory(table: Table, tmp: Path, rule_path: Path, batch_apply: bool) 
     q = load_recipe("quality").train
     code, wall, rss, tail = run_measured([sys.executable, "-c", f"import sys; sys.path.insert(0, {str(ROOT)!r}); {snippet}"])
     what = f"training, quality preset at its longest rollout ({q.steps_max} steps, batch {q.batch} x {q.crop}^2): peak RSS"
-    table.add("memory", what, rss if code == 0 else "failed", "MB" if code == 0 else "", f"checkpoint every {q.checkpoint_every} steps" if code == 0 else tail)
+    table.add("memory", what, rss if code == 0 else "failed", "MB" if code == 0 else "", f"checkpoint every {q.grad_checkpoint_every} steps" if code == 0 else tail)
 
     what = "apply to a 48-megapixel photo (8000 x 6000): peak RSS"
     if not batch_apply:

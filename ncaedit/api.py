@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from ncaedit.config import DEFAULT_CLIP_MODEL, DEFAULT_DEVICE, DEFAULT_LOSS_NET, DEFAULT_PRESET, DEFAULT_SOURCE_PROMPT, DEFAULT_STEPS
 from ncaedit.errors import NcaError
 from ncaedit.mode import Mode
 
-DEFAULT_STEPS = 32  # steps to apply a rule whose metadata does not say (rules made before default_steps was recorded)
 
 
 @dataclass(frozen=True)
@@ -82,7 +82,7 @@ class Rule:
         strength: float = 1.0,
         mask: Any = None,
         tile: int | None = None,
-        device: str = "auto",
+        device: str = DEFAULT_DEVICE,
     ) -> Any:
         """The edited image, of the kind given: a PIL image, a numpy array (HWC uint8, uint16 or float in
         [0, 1]; RGB or RGBA out), a torch tensor ((N,) C, H, W) or a path (then an image.Photo).
@@ -134,8 +134,8 @@ def train(
     photo: Any,
     mode: Mode,
     *,
-    preset: str = "fast",
-    device: str = "auto",
+    preset: str = DEFAULT_PRESET,
+    device: str = DEFAULT_DEVICE,
     callback: Callback | None = None,
     overrides: dict[str, dict[str, Any]] | None = None,
     train_on: Path | None = None,
@@ -221,12 +221,12 @@ def train_style(
     photo: Any,
     style: Any,
     *,
-    preset: str = "fast",
-    device: str = "auto",
+    preset: str = DEFAULT_PRESET,
+    device: str = DEFAULT_DEVICE,
     seed: int | None = None,
     callback: Callback | None = None,
     style_scale: float = 1.0,
-    loss_net: str = "auto",
+    loss_net: str = DEFAULT_LOSS_NET,
     vgg_weights: Path | None = None,
     train_on: Path | None = None,
     **overrides: Any,
@@ -249,17 +249,17 @@ def train_prompt(
     photo: Any,
     prompt: str,
     *,
-    preset: str = "fast",
-    device: str = "auto",
+    preset: str = DEFAULT_PRESET,
+    device: str = DEFAULT_DEVICE,
     seed: int | None = None,
     callback: Callback | None = None,
-    source_prompt: str = "a photo",
-    clip_model: str = "ViT-B-32",
+    source_prompt: str = DEFAULT_SOURCE_PROMPT,
+    clip_model: str = DEFAULT_CLIP_MODEL,
     pretrained: str | None = None,
     clip_weights: Path | None = None,
     aesthetic: float | None = None,
     aesthetic_weights: Path | None = None,
-    loss_net: str = "auto",
+    loss_net: str = DEFAULT_LOSS_NET,
     vgg_weights: Path | None = None,
     train_on: Path | None = None,
     **overrides: Any,
@@ -309,7 +309,7 @@ def apply_files(
     feather: float = 0.0,
     tile: int | None = None,
     carry: bool = False,
-    device: str = "auto",
+    device: str = DEFAULT_DEVICE,
     max_pixels: int | None = None,
     on_start: Callable[[list], None] | None = None,
     on_file: Callable[[Any, float | None], None] | None = None,

@@ -19,11 +19,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ncaedit.config import DEFAULT_CLIP_MODEL, DEFAULT_CLIP_PRETRAINED
 from ncaedit.errors import NcaError
 from ncaedit.lossnet import offline
 
-DEFAULT_MODEL = "ViT-B-32"
-DEFAULT_PRETRAINED = "laion2b_s34b_b79k"  # LAION's ViT-B-32: stronger zero-shot than OpenAI's, plain GELU
 _SCHEMAS = ("hf-hub:", "local-dir:")
 _HF_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")  # open_clip's names on the Hub, preferred first
 
@@ -78,8 +77,8 @@ class ClipGuidance(GuidanceModel):
 class ClipSpec:
     """Which CLIP to load: the command line's --clip-model, --pretrained and --clip-weights."""
 
-    model: str = DEFAULT_MODEL
-    pretrained: str | None = None  # a tag such as "openai" or "laion2b_s34b_b79k"; None: DEFAULT_PRETRAINED, or none with weights
+    model: str = DEFAULT_CLIP_MODEL
+    pretrained: str | None = None  # a tag such as "openai" or "laion2b_s34b_b79k"; None: DEFAULT_CLIP_PRETRAINED, or none with weights
     weights: Path | None = None
 
 
@@ -89,7 +88,7 @@ def load_clip(spec: ClipSpec, device: str = "cpu") -> ClipGuidance:
     name, schema = _architecture(spec.model)
     # A tag says where weights come from and how they were trained (QuickGELU, pixel statistics); a
     # weights file is loaded into the plain architecture unless a tag is given with it.
-    tag = spec.pretrained or (None if spec.weights else DEFAULT_PRETRAINED)
+    tag = spec.pretrained or (None if spec.weights else DEFAULT_CLIP_PRETRAINED)
     tag_cfg = open_clip.get_pretrained_cfg(name, tag) if tag and not schema else {}
     if schema:
         if spec.weights is not None or spec.pretrained:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from ncaedit.config import CHECKPOINT_INTERVAL, DEFAULT_DEVICE, DEFAULT_PRESET
 from ncaedit.errors import NcaError
 from ncaedit.mode import Mode
 from ncaedit.paths import check_output, free_name
@@ -18,15 +19,15 @@ class Job:
     photo: Path
     out: Path | None = None
     rule_path: Path | None = None
-    preset: str = "fast"
+    preset: str = DEFAULT_PRESET
     steps: int | None = None
     train_on: Path | None = None
     preview: bool = False
-    device: str = "cpu"
+    device: str = DEFAULT_DEVICE
     overrides: dict = field(default_factory=dict)  # {"train": {...}, "rule": {...}, "loss": {...}}; None values ignored
     max_pixels: int | None = None  # refuse input images above this many pixels; None: image.DEFAULT_MAX_PIXELS
     resume: bool = False  # continue the interrupted run from its checkpoint (OUT.ckpt)
-    checkpoint_interval: int = 10  # training iterations between checkpoint files
+    checkpoint_interval: int = CHECKPOINT_INTERVAL  # training iterations between checkpoint files
 
 
 def output_paths(job: Job, default_name: str) -> tuple[Path, Path, Path]:

@@ -20,9 +20,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ncaedit.config import DEFAULT_LOSS_NET, LOSS_NETS
 from ncaedit.errors import NcaError
 
-LOSS_NETS = ("auto", "vgg19", "random")
 VGG19_URL = "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth"
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -124,7 +124,7 @@ class LossNetChoice:
     warning: str | None = None  # shown once to the user when we fell back
 
 
-def load_loss_net(kind: str = "auto", vgg_weights: str | Path | None = None) -> LossNetChoice:
+def load_loss_net(kind: str = DEFAULT_LOSS_NET, vgg_weights: str | Path | None = None) -> LossNetChoice:
     """Build the loss network. `auto` means VGG19 when its weights can be had, else `random` with a warning."""
     if kind not in LOSS_NETS:
         raise NcaError(f"unknown loss network {kind!r} (choose from {', '.join(LOSS_NETS)})")

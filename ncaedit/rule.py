@@ -18,44 +18,22 @@ same arithmetic in place.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ncaedit.config import PADDINGS, RuleConfig  # noqa: F401 (RuleConfig: re-exported where it was)
 from ncaedit.noise import position_uniform
 from ncaedit.state import WRITABLE
 
-PADDINGS = ("replicate", "reflect", "circular", "zeros")
 
 _SOBEL_X = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]]) / 8
 _LAPLACIAN = torch.tensor([[1.0, 2.0, 1.0], [2.0, -12.0, 2.0], [1.0, 2.0, 1.0]]) / 16
 _IDENTITY = torch.tensor([[0.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 0.0]])
 # The perception's definition (what w1's features mean); `stencils` computes it (tests check they agree).
 PERCEPTION_FILTERS = torch.stack([_IDENTITY, _SOBEL_X, _SOBEL_X.T, _LAPLACIAN])  # (4, 3, 3)
-
-
-@dataclass
-class RuleConfig:
-    hidden_channels: int = 12
-    width: int = 96  # hidden units of the per-cell MLP
-    fire_rate: float = 0.5  # probability that a cell updates in a step
-    padding: str = "replicate"  # photos have edges: replicate, not circular (no left/right bleed)
-
-    @property
-    def channels(self) -> int:
-        return 6 + self.hidden_channels
-
-    def validate(self) -> None:
-        from ncaedit.errors import NcaError
-
-        if self.hidden_channels < 0 or self.width < 1:
-            raise NcaError("rule: hidden_channels must be >= 0 and width >= 1")
-        if not 0 < self.fire_rate <= 1:
-            raise NcaError("rule: fire_rate must be in (0, 1]")
-        if self.padding not in PADDINGS:
-            raise NcaError(f"rule: padding must be one of {', '.join(PADDINGS)}")
 
 
 class Rule(nn.Module):

@@ -57,7 +57,7 @@ train_size = 64
 pool = 4
 steps_min = 3
 steps_max = 5
-checkpoint_every = 2
+grad_checkpoint_every = 2
 [loss]
 style_size = 48
 """

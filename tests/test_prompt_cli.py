@@ -28,7 +28,7 @@ pool = 4
 steps_min = 6
 steps_max = 10
 lr = 4e-3
-checkpoint_every = 0
+grad_checkpoint_every = 0
 [loss]
 cutouts = 2
 """
