@@ -41,12 +41,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ncaedit.engine import run_inplace
+from ncaedit.inference import run_inplace
 from ncaedit.image import Photo, fit_long_side, load_image, save_image
 from ncaedit.lossnet import load_loss_net
 from ncaedit.recipe import load_recipe, preset_names
 from ncaedit.rule import PERCEPTION_FILTERS, Rule, RuleConfig, fire_mask, rollout
-from ncaedit.rulefile import save_rule
+from ncaedit.nca_format import save_rule
 from ncaedit.state import make_state
 from ncaedit.style_loss import StyleLoss
 from ncaedit.train import train_rule

@@ -7,7 +7,7 @@
     summary = ncaedit.apply_files(rule, ["holiday/"], "styled/")
 
 Nothing here prints: progress and warnings reach the caller through callbacks, as data. The command
-line (cli.py, job.py) is a layer over these functions that adds the console and the files' names.
+line (cli/commands.py, cli/job.py) is a layer over these functions that adds the console and the files' names.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Any, Callable, Sequence
 
 from ncaedit.config import DEFAULT_CLIP_MODEL, DEFAULT_DEVICE, DEFAULT_LOSS_NET, DEFAULT_PRESET, DEFAULT_SOURCE_PROMPT, DEFAULT_STEPS
 from ncaedit.errors import NcaError
-from ncaedit.mode import Mode
+from ncaedit.modes import Mode
 
 
 
@@ -57,14 +57,14 @@ class Rule:
     @classmethod
     def load(cls, path: str | Path) -> Rule:
         """Read a .nca file (checked: format, architecture, checksum, finite weights; never runs code)."""
-        from ncaedit.rulefile import load_rule
+        from ncaedit.nca_format import load_rule
 
         loaded = load_rule(path)
         return cls(loaded.rule, loaded.metadata, Path(path).stem)
 
     def save(self, path: str | Path) -> Path:
         """Write the rule to `path` (.nca) atomically: a crash never leaves a half-written file."""
-        from ncaedit.rulefile import save_rule
+        from ncaedit.nca_format import save_rule
 
         return save_rule(self.network, path, self.metadata)
 
@@ -144,7 +144,7 @@ def train(
     checkpoint_interval: int = 10,
     resume: bool = False,
 ) -> Training:
-    """Train a rule for `mode` (stylize.style_mode, prompting.prompt_mode) on `photo`. `overrides`
+    """Train a rule for `mode` (modes.style.style_mode, modes.prompt.prompt_mode) on `photo`. `overrides`
     are recipe keys by table ({"train": {"iterations": 10}}); with `checkpoint`, progress is saved
     there every `checkpoint_interval` iterations and `resume` continues from it."""
     from ncaedit.device import resolve_device
@@ -238,7 +238,7 @@ def train_style(
     Iteration after every training iteration (return True to stop: the best rule so far is
     returned) and Events (warnings, notices). Ctrl-C also stops at the end of an iteration."""
     from ncaedit.recipe import nest_overrides
-    from ncaedit.stylize import style_mode
+    from ncaedit.modes.style import style_mode
 
     mode = style_mode(style, style_scale=style_scale, loss_net=loss_net, vgg_weights=vgg_weights)
     nested = nest_overrides(overrides | {"seed": seed}, mode.kind)
@@ -267,7 +267,7 @@ def train_prompt(
     """Train a rule that edits `photo` toward a text `prompt` ("a pencil sketch", or weighted
     "a pencil sketch:1 | charcoal:0.5"), guided by CLIP. Options, overrides and callback as for
     `train_style`; CLIP weights come from the cache (see README, "CLIP weights") or `clip_weights`."""
-    from ncaedit.prompting import prompt_mode
+    from ncaedit.modes.prompt import prompt_mode
     from ncaedit.recipe import nest_overrides
 
     clip = {"model": clip_model, "pretrained": pretrained, "weights": clip_weights}

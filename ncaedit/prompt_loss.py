@@ -25,7 +25,7 @@ from torch import nn
 
 from ncaedit.config import DEFAULT_SOURCE_PROMPT, PromptLossConfig
 from ncaedit.errors import NcaError
-from ncaedit.prompts import WeightedPrompt, embed_texts
+from ncaedit.prompt_text import WeightedPrompt, embed_texts
 from ncaedit.state import WRITABLE, source_rgb, working_rgb
 from ncaedit.style_loss import content_distance
 from ncaedit.views import sample_views

@@ -12,7 +12,7 @@ the four filters are built from separable stencils, [1,2,1] smoothing and [-1,0,
 Sobel-x = Dx(V x)/8, Sobel-y = Dy(H x)/8, Laplacian = (H V x - 16 x)/16. The constants (1/8, 1/16,
 -16 x) are folded into the first layer's weights, so perception is a few shifted adds and the
 network is two matrix products over a (cells x features) matrix of the cells that fire. Under
-autograd (training) `_SparseStep` has a hand-written backward; without autograd, engine.py runs the
+autograd (training) `_SparseStep` has a hand-written backward; without autograd, inference.py runs the
 same arithmetic in place.
 """
 
@@ -172,9 +172,9 @@ def rollout(
     """Run `steps` steps on a (B, C, H, W) state. `top`/`left` say where the state sits in the full
     image (for the mask); `first_step` numbers the steps so a rollout can continue another. With
     `checkpoint_every` > 0, activations are recomputed in the backward pass, `checkpoint_every`
-    steps a segment. Without autograd, the in-place engine (engine.py) does the same arithmetic."""
+    steps a segment. Without autograd, the in-place engine (inference.py) does the same arithmetic."""
     if not torch.is_grad_enabled():
-        from ncaedit.engine import run_inplace
+        from ncaedit.inference import run_inplace
 
         return run_inplace(rule, state, steps, seed=seed, top=top, left=left, first_step=first_step)
     _, _, h, w = state.shape

@@ -20,7 +20,7 @@ import torch
 
 from ncaedit.cli import main
 from ncaedit.rule import Rule, RuleConfig
-from ncaedit.rulefile import FORMAT_VERSION, save_rule
+from ncaedit.nca_format import FORMAT_VERSION, save_rule
 
 from conftest import TINY_PRESET, smooth_photo, stripes, write_rgb
 
@@ -246,7 +246,7 @@ def test_rule_files_are_never_unpickled(files, monkeypatch):
     import pickle as pickle_module
 
     from ncaedit.errors import NcaError
-    from ncaedit.rulefile import load_rule, read_metadata
+    from ncaedit.nca_format import load_rule, read_metadata
 
     calls = []
 

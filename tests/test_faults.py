@@ -15,11 +15,11 @@ from ncaedit import train as train_module
 from ncaedit.checkpoint import load_checkpoint
 from ncaedit.cli import main
 from ncaedit.errors import NcaError
-from ncaedit.job import Job, run_job
+from ncaedit.cli.job import Job, run_job
 from ncaedit.lossnet import RandomFilters
-from ncaedit.mode import Mode, ModeSetup
+from ncaedit.modes import Mode, ModeSetup
 from ncaedit.rule import RuleConfig
-from ncaedit.rulefile import load_rule
+from ncaedit.nca_format import load_rule
 from ncaedit.style_loss import StyleLoss, StyleLossConfig
 from ncaedit.train import MAX_RECOVERIES, Checkpointing, TrainConfig, lr_at, train_rule
 

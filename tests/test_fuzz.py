@@ -26,7 +26,7 @@ from ncaedit.errors import NcaError
 from ncaedit.image import Photo, load_image
 from ncaedit.png16 import write_png16
 from ncaedit.rule import Rule, RuleConfig
-from ncaedit.rulefile import load_rule, read_metadata, save_rule
+from ncaedit.nca_format import load_rule, read_metadata, save_rule
 
 from conftest import smooth_photo
 

@@ -15,7 +15,7 @@ from ncaedit.errors import NcaError
 from ncaedit.image import Photo
 from ncaedit.lossnet import RandomFilters
 from ncaedit.prompt_loss import PromptLoss, PromptLossConfig
-from ncaedit.prompts import WeightedPrompt, parse_prompts
+from ncaedit.prompt_text import WeightedPrompt, parse_prompts
 from ncaedit.recipe import load_recipe, preset_names
 from ncaedit.rule import RuleConfig
 from ncaedit.state import make_state

@@ -8,7 +8,7 @@ import numpy as np
 from skimage.metrics import structural_similarity
 
 from ncaedit.image import load_image
-from ncaedit.rulefile import read_metadata
+from ncaedit.nca_format import read_metadata
 
 from clip_models import redness, redness_clip
 from conftest import smooth_photo, write_rgb

@@ -7,7 +7,7 @@ import torch
 
 from ncaedit.errors import NcaError
 from ncaedit.rule import Rule, RuleConfig
-from ncaedit.rulefile import FORMAT_VERSION, load_rule, read_metadata, save_rule
+from ncaedit.nca_format import FORMAT_VERSION, load_rule, read_metadata, save_rule
 
 
 def trained_rule():

@@ -1,4 +1,4 @@
-"""The style mode: the loss that pulls a photo toward a style image (see mode.py)."""
+"""The style mode: the loss that pulls a photo toward a style image (see modes/__init__.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 from ncaedit.config import DEFAULT_LOSS_NET
 from ncaedit.errors import NcaError
-from ncaedit.mode import Mode, ModeSetup
+from ncaedit.modes import Mode, ModeSetup
 
 
 def style_mode(

@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ncaedit import engine
+from ncaedit import inference
 from ncaedit.rule import PADDINGS, PERCEPTION_FILTERS, Rule, RuleConfig, _SparseStep, fire_mask, rollout
 from ncaedit.state import make_state
 
@@ -62,14 +62,14 @@ def test_hand_written_backward_is_the_exact_gradient():
 @pytest.mark.parametrize("fire_rate", [0.5, 1.0])
 @pytest.mark.parametrize("skip_idle", [True, False])
 def test_in_place_engine_matches_the_autograd_rollout(monkeypatch, padding, fire_rate, skip_idle):
-    monkeypatch.setattr(engine, "BAND_CELLS", 40)  # many bands of 3 rows, a short last band, two threads
+    monkeypatch.setattr(inference, "BAND_CELLS", 40)  # many bands of 3 rows, a short last band, two threads
     rule = random_rule(2, padding=padding, fire_rate=fire_rate, hidden_channels=4, width=16)
     s = make_state(torch.rand(2, 3, 17, 13), 4, seed=5)
     with torch.enable_grad():
         expected = rollout(rule, s, 5, seed=7, top=3, left=2, first_step=4).detach()
     threads = torch.get_num_threads()
     with torch.no_grad():
-        got = engine.run_inplace(rule, s, 5, seed=7, top=3, left=2, first_step=4, skip_idle=skip_idle)
+        got = inference.run_inplace(rule, s, 5, seed=7, top=3, left=2, first_step=4, skip_idle=skip_idle)
     assert torch.get_num_threads() == threads  # the workers' thread setting does not leak
     assert torch.allclose(got, expected, atol=1e-5)
     assert torch.equal(got[:, :3], s[:, :3])

@@ -117,8 +117,8 @@ def style(
     max_pixels: MaxPixels = None,
 ) -> None:
     """Train a rule that repaints PHOTO in the style of --style, then apply it to PHOTO."""
-    from ncaedit.job import Job, run_job
-    from ncaedit.stylize import style_mode
+    from ncaedit.cli.job import Job, run_job
+    from ncaedit.modes.style import style_mode
 
     job = Job(
         photo=photo, out=out, rule_path=rule_path, preset=preset, steps=steps, train_on=train_on, preview=preview, device=device,
@@ -207,7 +207,7 @@ def info(rule_path: RuleFile) -> None:
     """Print a rule file's metadata."""
     import json
 
-    from ncaedit.rulefile import read_metadata
+    from ncaedit.nca_format import read_metadata
 
     print(json.dumps(read_metadata(rule_path), indent=2, sort_keys=True))
 
@@ -230,7 +230,7 @@ def animate(
     from ncaedit.device import resolve_device
     from ncaedit.image import fit_long_side, load_image
     from ncaedit.paths import check_output, free_name
-    from ncaedit.rulefile import load_rule
+    from ncaedit.nca_format import load_rule
 
     rf = load_rule(rule_path)
     n = rf.metadata.get("default_steps", DEFAULT_STEPS) if steps is None else steps
@@ -284,8 +284,8 @@ def prompt(
     max_pixels: MaxPixels = None,
 ) -> None:
     """Train a rule that edits PHOTO toward a text PROMPT (guided by CLIP), then apply it to PHOTO."""
-    from ncaedit.job import Job, run_job
-    from ncaedit.prompting import prompt_mode
+    from ncaedit.cli.job import Job, run_job
+    from ncaedit.modes.prompt import prompt_mode
 
     job = Job(
         photo=photo, out=out, rule_path=rule_path, preset=preset, steps=steps, train_on=train_on, preview=preview, device=device,

@@ -1,4 +1,4 @@
-"""The prompt mode: the loss that pulls a photo toward a text prompt (see mode.py)."""
+"""The prompt mode: the loss that pulls a photo toward a text prompt (see modes/__init__.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ncaedit.config import DEFAULT_CLIP_MODEL, DEFAULT_LOSS_NET, DEFAULT_SOURCE_PROMPT
 from ncaedit.errors import NcaError
-from ncaedit.mode import Mode, ModeSetup
+from ncaedit.modes import Mode, ModeSetup
 
 
 def prompt_mode(
@@ -22,7 +22,7 @@ def prompt_mode(
 ) -> Mode:
     """`clip`: the fields of a clip_model.ClipSpec; `aesthetic`: the target score (0-10) or None for no aesthetic term.
     Bad input is reported here, before torch and open_clip load (seconds)."""
-    from ncaedit.prompts import parse_prompts
+    from ncaedit.prompt_text import parse_prompts
 
     prompts = parse_prompts(prompt)
     if not source_prompt.strip():
