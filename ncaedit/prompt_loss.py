@@ -17,14 +17,12 @@ guidance model (clip_model.py):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ncaedit.config import DEFAULT_SOURCE_PROMPT, PromptLossConfig
-from ncaedit.errors import NcaError
 from ncaedit.prompt_text import WeightedPrompt, embed_texts
 from ncaedit.state import WRITABLE, source_rgb, working_rgb
 from ncaedit.style_loss import content_distance

@@ -9,7 +9,6 @@ Each term is normalised by its target's magnitude, so weights mean the same for 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 
 import torch
 from torch import nn

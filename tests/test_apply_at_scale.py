@@ -20,7 +20,7 @@ from ncaedit.rule import Rule, RuleConfig
 from ncaedit.nca_format import save_rule
 from ncaedit.video import Flicker, probe_video, read_frames, write_video
 
-from conftest import smooth_photo, write_rgb
+from helpers import smooth_photo, write_rgb
 from test_cli import NCAEDIT, run
 
 

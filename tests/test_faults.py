@@ -23,7 +23,7 @@ from ncaedit.nca_format import load_rule
 from ncaedit.style_loss import StyleLoss, StyleLossConfig
 from ncaedit.train import MAX_RECOVERIES, Checkpointing, TrainConfig, lr_at, train_rule
 
-from conftest import TINY_PRESET, smooth_photo, stripes, write_rgb
+from helpers import TINY_PRESET, smooth_photo, stripes, write_rgb
 
 RULE = RuleConfig(hidden_channels=2, width=8)
 CONFIG = dict(iterations=8, batch=1, crop=16, train_size=32, pool=2, steps_min=2, steps_max=3, grad_checkpoint_every=0, lr=1e-2)

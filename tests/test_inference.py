@@ -5,17 +5,10 @@ import torch
 import torch.nn.functional as F
 
 from ncaedit import inference
-from ncaedit.rule import PADDINGS, PERCEPTION_FILTERS, Rule, RuleConfig, _SparseStep, fire_mask, rollout
+from ncaedit.rule import PADDINGS, PERCEPTION_FILTERS, Rule, _SparseStep, fire_mask, rollout
 from ncaedit.state import make_state
 
-
-def random_rule(seed=0, **kw) -> Rule:
-    torch.manual_seed(seed)
-    rule = Rule(RuleConfig(**kw))
-    with torch.no_grad():
-        for p in rule.parameters():
-            p.normal_(0, 0.3)
-    return rule
+from helpers import random_rule
 
 
 def definition_step(rule: Rule, state: torch.Tensor, mask) -> torch.Tensor:

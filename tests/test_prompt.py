@@ -22,8 +22,7 @@ from ncaedit.state import make_state
 from ncaedit.train import TrainConfig, train_rule
 from ncaedit.views import ViewConfig, sample_views
 
-from clip_models import random_clip
-from conftest import smooth_photo
+from helpers import random_clip, smooth_photo
 
 logging.getLogger().setLevel(logging.ERROR)  # open_clip logs a warning for every model built without weights
 

@@ -12,7 +12,7 @@ from ncaedit.rule import RuleConfig
 from ncaedit.style_loss import StyleLoss, StyleLossConfig
 from ncaedit.train import TrainConfig, train_rule
 
-from conftest import smooth_photo, stripes
+from helpers import smooth_photo, stripes
 
 
 def colour_distance(a: np.ndarray, b: np.ndarray, n: int = 64) -> float:
