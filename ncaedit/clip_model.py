@@ -21,7 +21,7 @@ from torch import nn
 
 from ncaedit.config import DEFAULT_CLIP_MODEL, DEFAULT_CLIP_PRETRAINED
 from ncaedit.errors import NcaError
-from ncaedit.lossnet import offline
+from ncaedit.weights import cached_or_download
 
 _SCHEMAS = ("hf-hub:", "local-dir:")
 _HF_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")  # open_clip's names on the Hub, preferred first
@@ -160,13 +160,10 @@ def _cached_or_downloaded(name: str, tag: str, cfg: dict) -> str:
     """The local path of a tag's checkpoint: from a cache, else downloaded, else an NcaError saying what to do."""
     repo, files = _hub_files(cfg)
     url = cfg.get("url", "")
-    for f in files:
-        path = _hf_cached(repo, f)
-        if path:
-            return path
     url_cache = Path("~/.cache/clip").expanduser() / Path(url).name if url else None
-    if url_cache is not None and url_cache.is_file():
-        return str(url_cache)
+    cached = next(filter(None, (_hf_cached(repo, f) for f in files)), None)
+    if cached is None and url_cache is not None and url_cache.is_file():
+        cached = str(url_cache)
     needed = f"{files[0]} from https://huggingface.co/{repo}" if repo else url
     where = f"models--{repo.replace('/', '--')} from its Hugging Face cache into {_hf_cache_dir()}" if repo else f"{Path(url).name} into {url_cache.parent}"
     fetch = f"python -c \"import open_clip; open_clip.create_model('{name}', pretrained='{tag}')\""
@@ -174,14 +171,13 @@ def _cached_or_downloaded(name: str, tag: str, cfg: dict) -> str:
         f"on a machine with network run `{fetch}` and copy {where}, "
         f"or download {needed} and pass --clip-weights PATH --pretrained {tag} (see README, 'Prompt mode')"
     )
-    if offline():
-        raise NcaError(f"CLIP weights for {name} ({tag}) are not cached and offline mode is on: {advice}")
-    import open_clip
 
-    try:
+    def download() -> str:
+        import open_clip
+
         return open_clip.download_pretrained(cfg)
-    except Exception as exc:  # no network, a proxy, a partial download
-        raise NcaError(f"could not download the CLIP weights for {name} ({tag}, {type(exc).__name__}): {advice}") from None
+
+    return cached_or_download(cached, download, f"the CLIP weights for {name} ({tag})", advice)
 
 
 def _hub_files(cfg: dict) -> tuple[str, list[str]]:
