@@ -18,10 +18,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from ncaedit.config import DEFAULT_CLIP_MODEL, DEFAULT_DEVICE, DEFAULT_LOSS_NET, DEFAULT_PRESET, DEFAULT_SOURCE_PROMPT, DEFAULT_STEPS
+from ncaedit.config import (
+    DEFAULT_CLIP_MODEL,
+    DEFAULT_DEVICE,
+    DEFAULT_LOSS_NET,
+    DEFAULT_PRESET,
+    DEFAULT_SOURCE_PROMPT,
+    DEFAULT_STEPS,
+)
 from ncaedit.errors import NcaError
 from ncaedit.modes import Mode
-
 
 
 @dataclass(frozen=True)
@@ -237,8 +243,8 @@ def train_style(
     keys (iterations=50, crop=64, width=32, lr=3e-3, content_weight=0.5, ...). `callback` receives an
     Iteration after every training iteration (return True to stop: the best rule so far is
     returned) and Events (warnings, notices). Ctrl-C also stops at the end of an iteration."""
-    from ncaedit.recipe import nest_overrides
     from ncaedit.modes.style import style_mode
+    from ncaedit.recipe import nest_overrides
 
     mode = style_mode(style, style_scale=style_scale, loss_net=loss_net, vgg_weights=vgg_weights)
     nested = nest_overrides(overrides | {"seed": seed}, mode.kind)

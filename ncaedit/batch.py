@@ -216,6 +216,18 @@ def _edit_video(rule, item: Item, settings: Settings, on_file, on_progress) -> s
     return f"{result.frames} frames, flicker {result.flicker_in * 255:.2f} -> {result.flicker_out * 255:.2f} /255"
 
 
+def _not_to_do(items: list[Item], overwrite: bool, todo: list[Item]) -> Iterator[Outcome]:
+    """Outcomes for the items that must not or need not run; the others are appended to `todo`."""
+    inputs = {os.path.realpath(i.source) for i in items}
+    for item in items:
+        if os.path.realpath(item.out) in inputs:
+            yield Outcome(item, "failed", "the output would overwrite an input")
+        elif item.out.exists() and not overwrite:
+            yield Outcome(item, "skipped", "output exists (--overwrite redoes it)")
+        else:
+            todo.append(item)
+
+
 def run_batch(
     rule,
     items: list[Item],
@@ -227,16 +239,8 @@ def run_batch(
     file's progress (in steps, or frames for a video) and `on_progress(x)` advances it."""
     from ncaedit.apply import apply_rule
 
-    inputs = {os.path.realpath(i.source) for i in items}
-    todo = []
-    for item in items:
-        if os.path.realpath(item.out) in inputs:
-            yield Outcome(item, "failed", "the output would overwrite an input")
-        elif item.out.exists() and not settings.overwrite:
-            yield Outcome(item, "skipped", "output exists (--overwrite redoes it)")
-        else:
-            todo.append(item)
-
+    todo: list[Item] = []
+    yield from _not_to_do(items, settings.overwrite, todo)
     s = settings
     io = ThreadPoolExecutor(max_workers=2, thread_name_prefix="ncaedit-io")
     loads: dict[int, Future] = {}

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from ncaedit import __version__
+from ncaedit.config import VERSION
 from ncaedit.errors import NcaError
 from ncaedit.paths import write_atomic
 from ncaedit.rule import Rule, RuleConfig
@@ -50,7 +50,7 @@ def save_rule(rule: Rule, path: str | Path, metadata: dict | None = None) -> Pat
     path = Path(path)
     tensors = {k: v.detach().to(torch.float32).contiguous().cpu() for k, v in rule.state_dict().items()}
     meta = dict(metadata or {})
-    meta.update(format=FORMAT, format_version=FORMAT_VERSION, ncaedit_version=__version__, arch=rule.arch(), tensor_sha256=_checksum(tensors))
+    meta.update(format=FORMAT, format_version=FORMAT_VERSION, ncaedit_version=VERSION, arch=rule.arch(), tensor_sha256=_checksum(tensors))
     return write_atomic(path, save(tensors, metadata={"ncaedit": json.dumps(meta, sort_keys=True)}))
 
 

@@ -15,7 +15,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ncaedit.config import DEFAULT_PRESET, LOSS_CONFIGS, RENAMED_KEYS, PromptLossConfig, RuleConfig, StyleLossConfig, TrainConfig
+from ncaedit.config import (
+    DEFAULT_PRESET,
+    LOSS_CONFIGS,
+    RENAMED_KEYS,
+    PromptLossConfig,
+    RuleConfig,
+    StyleLossConfig,
+    TrainConfig,
+)
 from ncaedit.errors import NcaError
 
 

@@ -31,7 +31,14 @@ def _console():
 
 
 def _progress(transient: bool = False):
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     return Progress(
         TextColumn("{task.description}"),
@@ -229,8 +236,8 @@ def animate(
     from ncaedit.animate import SUFFIXES, rollout_frames, write_animation
     from ncaedit.device import resolve_device
     from ncaedit.image import fit_long_side, load_image
-    from ncaedit.paths import check_output, free_name
     from ncaedit.nca_format import load_rule
+    from ncaedit.paths import check_output, free_name
 
     rf = load_rule(rule_path)
     n = rf.metadata.get("default_steps", DEFAULT_STEPS) if steps is None else steps
