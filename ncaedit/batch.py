@@ -84,7 +84,7 @@ def find_inputs(args: list[str], recursive: bool, out_dir: Path | None = None) -
             try:
                 files = sorted(path.rglob("*") if recursive else path.iterdir())
             except OSError as exc:
-                raise NcaError(f"{arg}: cannot list the folder ({exc.strerror})") from None
+                raise NcaError(f"{arg}: cannot list the folder ({exc.strerror})") from exc
             found += [(f, path) for f in files if _wanted(f) and _visible(f, path)]
         elif path.exists():
             found.append((path, path.parent))

@@ -70,7 +70,7 @@ def load_recipe(preset: str = DEFAULT_PRESET, overrides: dict[str, dict[str, Any
     try:
         data = tomllib.loads(path.read_text())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise NcaError(f"preset {path.name}: not valid TOML ({exc})") from None
+        raise NcaError(f"preset {path.name}: not valid TOML ({exc})") from exc
     file_mode = data.pop("mode", "style")
     if file_mode != mode:
         if by_name:
