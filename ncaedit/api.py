@@ -217,7 +217,11 @@ def training_photos(photo_rgb, folder: Path | None, train_size: int, crop: int, 
     return out
 
 
-def _finish(training: Training, callback: Callback | None) -> Rule:
+def _train_rule(photo, mode: Mode, preset: str, device: str, callback: Callback | None, train_on, overrides: dict) -> Rule:
+    """train_style's and train_prompt's common end: recipe keys by name, training, a divergence told as an Event."""
+    from ncaedit.recipe import nest_overrides
+
+    training = train(photo, mode, preset=preset, device=device, callback=callback, overrides=nest_overrides(overrides, mode.kind), train_on=train_on)
     if training.result.diverged and callback:
         callback(Event(f"{training.result.diverged}; returning the best rule so far (try a lower lr)"))
     return training.rule
@@ -244,11 +248,9 @@ def train_style(
     Iteration after every training iteration (return True to stop: the best rule so far is
     returned) and Events (warnings, notices). Ctrl-C also stops at the end of an iteration."""
     from ncaedit.modes.style import style_mode
-    from ncaedit.recipe import nest_overrides
 
     mode = style_mode(style, style_scale=style_scale, loss_net=loss_net, vgg_weights=vgg_weights)
-    nested = nest_overrides(overrides | {"seed": seed}, mode.kind)
-    return _finish(train(photo, mode, preset=preset, device=device, callback=callback, overrides=nested, train_on=train_on), callback)
+    return _train_rule(photo, mode, preset, device, callback, train_on, overrides | {"seed": seed})
 
 
 def train_prompt(
@@ -274,15 +276,13 @@ def train_prompt(
     "a pencil sketch:1 | charcoal:0.5"), guided by CLIP. Options, overrides and callback as for
     `train_style`; CLIP weights come from the cache (see README, "CLIP weights") or `clip_weights`."""
     from ncaedit.modes.prompt import prompt_mode
-    from ncaedit.recipe import nest_overrides
 
     clip = {"model": clip_model, "pretrained": pretrained, "weights": clip_weights}
     mode = prompt_mode(
         prompt, source_prompt=source_prompt, clip=clip, aesthetic=aesthetic, aesthetic_weights=aesthetic_weights,
         loss_net=loss_net, vgg_weights=vgg_weights,
     )
-    nested = nest_overrides(overrides | {"seed": seed}, mode.kind)
-    return _finish(train(photo, mode, preset=preset, device=device, callback=callback, overrides=nested, train_on=train_on), callback)
+    return _train_rule(photo, mode, preset, device, callback, train_on, overrides | {"seed": seed})
 
 
 @dataclass

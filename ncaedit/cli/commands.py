@@ -93,11 +93,6 @@ ApplySeed = Annotated[int, typer.Option(help="Seed of the stochastic cell update
 RuleFile = Annotated[Path, typer.Argument(metavar="RULE", help="A .nca rule file.")]
 
 
-def _train_overrides(iterations, seed, crop, lr, width, **loss) -> dict:
-    """Recipe keys set on the command line, by table (recipe.load_recipe ignores None)."""
-    return {"train": {"iterations": iterations, "seed": seed, "crop": crop, "lr": lr}, "rule": {"width": width}, "loss": loss}
-
-
 @app.command()
 def style(
     photo: Photo,
@@ -124,17 +119,23 @@ def style(
     max_pixels: MaxPixels = None,
 ) -> None:
     """Train a rule that repaints PHOTO in the style of --style, then apply it to PHOTO."""
-    from ncaedit.cli.job import Job, run_job
     from ncaedit.modes.style import style_mode
 
-    job = Job(
-        photo=photo, out=out, rule_path=rule_path, preset=preset, steps=steps, train_on=train_on, preview=preview, device=device,
-        resume=resume, max_pixels=max_pixels,
-        overrides=_train_overrides(
-            iterations, seed, crop, lr, width, style_distance=style_distance, content_weight=content_weight, colour_weight=colour_weight
-        ),
-    )
     mode = style_mode(style_image, style_scale=style_scale, loss_net=loss_net, vgg_weights=vgg_weights, max_pixels=max_pixels)
+    _run_training(mode, locals(), style_distance=style_distance, content_weight=content_weight, colour_weight=colour_weight)
+
+
+def _run_training(mode, options: dict, **loss) -> None:
+    """What `style` and `prompt` share after building their mode: the job from their common options
+    (`options`: the command's arguments), with `loss` the [loss] keys the command sets."""
+    from ncaedit.cli.job import Job, run_job
+
+    o = options
+    job = Job(
+        photo=o["photo"], out=o["out"], rule_path=o["rule_path"], preset=o["preset"], steps=o["steps"], train_on=o["train_on"],
+        preview=o["preview"], device=o["device"], resume=o["resume"], max_pixels=o["max_pixels"],
+        overrides={"train": {k: o[k] for k in ("iterations", "seed", "crop", "lr")}, "rule": {"width": o["width"]}, "loss": loss},
+    )
     run_job(job, mode, _console(), _progress)
 
 
@@ -291,23 +292,14 @@ def prompt(
     max_pixels: MaxPixels = None,
 ) -> None:
     """Train a rule that edits PHOTO toward a text PROMPT (guided by CLIP), then apply it to PHOTO."""
-    from ncaedit.cli.job import Job, run_job
     from ncaedit.modes.prompt import prompt_mode
 
-    job = Job(
-        photo=photo, out=out, rule_path=rule_path, preset=preset, steps=steps, train_on=train_on, preview=preview, device=device,
-        resume=resume, max_pixels=max_pixels,
-        overrides=_train_overrides(
-            iterations, seed, crop, lr, width,
-            cutouts=cutouts, content_weight=content_weight, direction_weight=direction_weight, aesthetic_weight=aesthetic_weight,
-        ),
-    )
     clip = {"model": clip_model, "pretrained": pretrained, "weights": clip_weights}
     mode = prompt_mode(
         text, source_prompt=source_prompt, clip=clip, aesthetic=aesthetic, aesthetic_weights=aesthetic_weights, loss_net=loss_net,
         vgg_weights=vgg_weights,
     )
-    run_job(job, mode, _console(), _progress)
+    _run_training(mode, locals(), cutouts=cutouts, content_weight=content_weight, direction_weight=direction_weight, aesthetic_weight=aesthetic_weight)
 
 
 def main() -> None:
