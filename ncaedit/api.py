@@ -202,10 +202,10 @@ def training_photos(photo_rgb, folder: Path | None, train_size: int, crop: int, 
     if folder is not None:
         folder = Path(folder)
         if not folder.is_dir():
-            raise NcaError(f"--train-on {folder}: not a folder")
+            raise NcaError(f"{folder}: not a folder", param="train_on")
         files = sorted(p for p in folder.iterdir() if p.suffix.lower() in READ_SUFFIXES)
         if not files:
-            raise NcaError(f"--train-on {folder}: no images found")
+            raise NcaError(f"{folder}: no images found", param="train_on")
         photos += [load_image(f, max_pixels).rgb for f in files]  # a bad file is an error here: the user chose this set
     out = []
     for p in photos:

@@ -120,7 +120,7 @@ def _glob_root(pattern: str) -> Path:
 def output_suffix(source: Path, fmt: str | None) -> str:
     """Videos become .mp4; photos take `fmt` (png, jpg, ...) or keep their own format where it can be written."""
     if fmt is not None and fmt.lower().lstrip(".") not in FORMATS:
-        raise NcaError(f"--format {fmt}: unknown format (use one of {', '.join(FORMATS)})")
+        raise NcaError(f"{fmt}: unknown format (use one of {', '.join(FORMATS)})", param="fmt")
     suffix = source.suffix.lower()
     if suffix in VIDEO_SUFFIXES:
         return ".mp4"
@@ -168,12 +168,12 @@ def plan_batch(inputs: list[str], out: Path | None, rule_name: str, fmt: str | N
     if out is None:
         raise NcaError("several inputs or a folder: give an output folder with --out DIR")
     if (out.exists() and not out.is_dir()) or out.suffix.lower() in WRITE_SUFFIXES | VIDEO_SUFFIXES:
-        raise NcaError(f"--out {out}: several inputs or a folder need an output folder, not a file")
+        raise NcaError(f"{out}: several inputs or a folder need an output folder, not a file", param="out")
     items = plan_outputs(find_inputs(inputs, recursive, out), out, fmt)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise NcaError(f"--out {out}: cannot make the folder ({exc.strerror})") from exc
+        raise NcaError(f"{out}: cannot make the folder ({exc.strerror})", param="out") from exc
     return items
 
 

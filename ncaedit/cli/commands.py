@@ -21,6 +21,8 @@ from ncaedit.errors import NcaError
 
 MAX_PIXELS_HELP = f"Refuse input images with more pixels than this (decompression bombs) (default: {DEFAULT_MAX_PIXELS:,})."
 
+FLAGS = {"fmt": "--format"}  # library parameters whose flag is not --the-same-name
+
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Edit photos with Neural Cellular Automata.")
 
 
@@ -307,7 +309,7 @@ def main() -> None:
     try:
         code = app(standalone_mode=False)  # returns click's exit code when a command exits early
     except NcaError as exc:
-        _fail(str(exc))
+        _fail(f"{FLAGS.get(exc.param, '--' + exc.param.replace('_', '-'))} {exc.detail}" if exc.param else str(exc))
     except KeyboardInterrupt:
         code = 130
     except OSError as exc:  # disk full, permissions, ... anywhere no check named the problem first

@@ -26,9 +26,9 @@ def prompt_mode(
 
     prompts = parse_prompts(prompt)
     if not source_prompt.strip():
-        raise NcaError("--source-prompt must not be empty")
+        raise NcaError("must not be empty", param="source_prompt")
     if aesthetic is not None and not 0 <= aesthetic <= 10:
-        raise NcaError("--aesthetic is a score from 0 to 10")
+        raise NcaError("is a score from 0 to 10", param="aesthetic")
     clip = dict(clip or {})
 
     def setup(recipe, photo, device: str, warn) -> ModeSetup:
