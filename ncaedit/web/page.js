@@ -4,7 +4,7 @@
 // State layout on the GPU: the photo is an RGBA8 texture (channels 0-2, frozen, read as 2*rgb-1);
 // the writable channels 3.. are packed four to an RGBA32F texture, in two sets that take turns
 // (read one, write the other with multiple render targets). The network's weights are RGBA32F
-// textures. Texel row 0 is the photo's top row, so gl_FragCoord.y is the row index of noise.py.
+// textures (in SwiftShader these cost less CPU time than uniform buffers, fused or unrolled loops). Texel row 0 is the photo's top row, so gl_FragCoord.y is the row index of noise.py.
 (() => {
   const data = JSON.parse(document.getElementById("nca-rule").textContent);
   const $ = (id) => document.getElementById(id);
@@ -549,7 +549,7 @@ void main() {
     run(n) {
       for (let i = 0; i < n; i++) stepOnce();
       render();
-      gl.finish();
+      gl.readPixels(0, 0, 1, 1, gl.RGBA, gl.UNSIGNED_BYTE, new Uint8Array(4)); // waits for the GPU, unlike gl.finish in Chrome
       return sim.steps;
     },
     useBlob: openBlob,
