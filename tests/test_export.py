@@ -259,6 +259,10 @@ def test_controls(browser, tmp_path):
     wait_for(page, "document.getElementById('message').textContent")
     assert "notes.png: not an image" in page.inner_text("#message") and "current photo is kept" in page.inner_text("#message")
     assert page.inner_text("#photo").startswith("photo.png") and page.inner_text("#steps") == "5"
+
+    wide = write_rgb(tmp_path / "wide.png", np.full((12, 4200, 3), 0.5, np.float32))
+    load_photo(page, wide)  # above the page's 4096-px limit: scaled down, and the page says so
+    assert page.inner_text("#photo") == "wide.png, 4096×12" and "scaled down from 4200×12" in page.inner_text("#message")
     assert not page.errors
     page.close()
 

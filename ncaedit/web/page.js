@@ -383,7 +383,7 @@ void main() {
       }
       const s = allocate(b);
       if (s) {
-        if (scale < 1) notes.push(`scaled down from ${bitmap.width}×${bitmap.height} to ${s.width}×${s.height}, the largest this GPU runs here`);
+        if (scale < 1) notes.push(`scaled down from ${bitmap.width}×${bitmap.height} to ${s.width}×${s.height}, the most this page runs on this GPU`);
         pause();
         freeSim(sim);
         sim = s;
@@ -496,20 +496,21 @@ void main() {
     if (file) openBlob(file, file.name);
     e.target.value = "";
   };
+  // A photo dropped anywhere on the page (a drop the page did not take would navigate away from it).
   const stage = $("stage");
-  stage.addEventListener("dragover", (e) => {
+  document.addEventListener("dragover", (e) => {
     e.preventDefault();
     stage.classList.add("drop");
   });
-  stage.addEventListener("dragleave", () => stage.classList.remove("drop"));
-  stage.addEventListener("drop", (e) => {
+  document.addEventListener("dragleave", () => stage.classList.remove("drop"));
+  document.addEventListener("drop", (e) => {
     e.preventDefault();
     stage.classList.remove("drop");
     const file = e.dataTransfer.files[0];
     if (file) openBlob(file, file.name);
   });
   document.addEventListener("keydown", (e) => {
-    if (e.target.tagName === "INPUT" || e.target.tagName === "SELECT") return;
+    if (["INPUT", "SELECT", "BUTTON"].includes(e.target.tagName)) return; // a focused button takes space itself
     if (e.key === " ") {
       e.preventDefault();
       $("play").click();
