@@ -20,13 +20,11 @@ import torch
 from PIL import Image
 
 from conftest import smooth_photo, write_rgb
-from ncaedit.apply import apply_rule
 from ncaedit.errors import NcaError
 from ncaedit.export import export_page
-from ncaedit.image import load_image, to_samples
 from ncaedit.rule import Rule, RuleConfig
 from ncaedit.rulefile import load_rule, save_rule
-from test_cli import run
+from test_apply_at_scale import cli  # noqa: F401  (the fixture: `ncaedit ARGS...` in this process)
 
 CHROMIUM = os.environ.get("NCAEDIT_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
 SOFTWARE_GL = ["--use-angle=swiftshader", "--enable-unsafe-swiftshader", "--ignore-gpu-blocklist"]
@@ -54,12 +52,11 @@ def embedded(page: Path) -> dict:
 # ---- the page file -------------------------------------------------------------------------------
 
 
-def test_export_writes_one_self_contained_page(tmp_path):
+def test_export_writes_one_self_contained_page(tmp_path, cli):
     rule_path = random_rule(tmp_path / "stars.nca", RuleConfig(hidden_channels=5, width=20))
-    r = run("export", rule_path)
-    assert r.returncode == 0, r.stderr
+    code, err = cli("export", rule_path)
     page = tmp_path / "stars.html"
-    assert f"wrote {page}" in r.stderr
+    assert code == 0 and err == f"wrote {page}", err
     text = page.read_text()
     assert "default-src 'none'" in text  # the browser itself refuses any request the page would make
     assert "<b>" not in text  # metadata is data: no markup gets in
@@ -76,12 +73,11 @@ def test_export_writes_one_self_contained_page(tmp_path):
         export_page(rule_path, tmp_path / "page.txt")
 
 
-def test_a_file_that_is_not_a_rule_gets_the_errors_of_apply(tmp_path):
+def test_a_file_that_is_not_a_rule_gets_the_errors_of_apply(tmp_path, cli):
     """export loads the rule as apply does (rulefile.load_rule): the same one-line errors, exit code 2."""
     bad = tmp_path / "bad.nca"
     bad.write_bytes(b"not a rule at all")
-    exported = run("export", bad)
-    assert exported.returncode == 2 and exported.stderr == f"error: {bad}: not an ncaedit rule file (bad or truncated header)\n"
+    assert cli("export", bad) == (2, f"error: {bad}: not an ncaedit rule file (bad or truncated header)")
     rule_path = random_rule(tmp_path / "rule.nca", RuleConfig(hidden_channels=1, width=4))
     for content in (b"", rule_path.read_bytes()[:-3], rule_path.read_bytes().replace(b"ncaedit-rule", b"ncaedit-rulx")):
         bad.write_bytes(content)
@@ -168,18 +164,14 @@ def rgb_of(path) -> np.ndarray:
         (RuleConfig(hidden_channels=8, width=24, fire_rate=0.7, padding="zeros"), 12345678901),  # a seed past 2^32
     ],
 )
-def test_page_matches_ncaedit_apply(browser, tmp_path, config, seed):
+def test_page_matches_ncaedit_apply(browser, tmp_path, cli, config, seed):
     steps = 6
     rule_path = random_rule(tmp_path / "rule.nca", config, default_steps=steps)
     photo = write_rgb(tmp_path / "photo.png", smooth_photo(32, 40))  # not square: rows and columns can't be mixed up
     export_page(rule_path)
-    if config == RuleConfig():  # once through the command line; the others through what it runs (a CLI start is seconds here)
-        applied = run("apply", rule_path, photo, "-o", tmp_path / "applied.png", "--steps", steps, "--seed", seed)
-        assert applied.returncode == 0, applied.stderr
-        want = rgb_of(tmp_path / "applied.png")
-    else:
-        want = to_samples(apply_rule(load_rule(rule_path).rule, load_image(photo), steps, seed).rgb, np.uint8).astype(int)
-    source = rgb_of(photo)
+    code, err = cli("apply", rule_path, photo, "-o", tmp_path / "applied.png", "--steps", steps, "--seed", seed)
+    assert code == 0, err
+    want, source = rgb_of(tmp_path / "applied.png"), rgb_of(photo)
 
     page = open_page(browser, tmp_path / "rule.html")
     load_photo(page, photo)

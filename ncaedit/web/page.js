@@ -395,6 +395,9 @@ void main() {
     photoName = name.replace(/\.[^.]*$/, "") || "photo";
     canvas.width = sim.width;
     canvas.height = sim.height;
+    const zoom = Math.max(1, Math.floor(480 / Math.max(sim.width, sim.height))); // small photos shown larger, pixels sharp
+    canvas.style.width = zoom > 1 ? `${sim.width * zoom}px` : ""; // else auto: max-width and max-height keep the aspect
+    canvas.classList.toggle("small", zoom > 1);
     $("photo").textContent = `${name}, ${sim.width}×${sim.height}`;
     initState();
     render();
