@@ -278,8 +278,9 @@ void main() {
     gl.bindFramebuffer(gl.FRAMEBUFFER, fb);
     textures.forEach((tex, i) => gl.framebufferTexture2D(gl.FRAMEBUFFER, gl.COLOR_ATTACHMENT0 + i, gl.TEXTURE_2D, tex, 0));
     gl.drawBuffers(textures.map((_, i) => gl.COLOR_ATTACHMENT0 + i));
-    const ok = gl.checkFramebufferStatus(gl.FRAMEBUFFER) === gl.FRAMEBUFFER_COMPLETE;
-    return ok ? fb : null;
+    if (gl.checkFramebufferStatus(gl.FRAMEBUFFER) === gl.FRAMEBUFFER_COMPLETE) return fb;
+    gl.deleteFramebuffer(fb);
+    return null;
   }
 
   function freeSim(s) {
@@ -292,7 +293,7 @@ void main() {
   // The GPU state for a bitmap, or null when the GPU cannot hold it.
   function allocate(bitmap) {
     const { width, height } = bitmap;
-    while (gl.getError() !== gl.NO_ERROR);
+    for (let i = 0; i < 32 && gl.getError() !== gl.NO_ERROR; i++); // clear old errors (bounded: a lost context repeats one forever)
     gl.pixelStorei(gl.UNPACK_COLORSPACE_CONVERSION_WEBGL, gl.NONE);
     gl.pixelStorei(gl.UNPACK_PREMULTIPLY_ALPHA_WEBGL, false);
     gl.pixelStorei(gl.UNPACK_FLIP_Y_WEBGL, false);
