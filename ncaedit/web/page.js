@@ -4,7 +4,8 @@
 // State layout on the GPU: the photo is an RGBA8 texture (channels 0-2, frozen, read as 2*rgb-1);
 // the writable channels 3.. are packed four to an RGBA32F texture, in two sets that take turns
 // (read one, write the other with multiple render targets). The network's weights are RGBA32F
-// textures (in SwiftShader these cost less CPU time than uniform buffers, fused or unrolled loops). Texel row 0 is the photo's top row, so gl_FragCoord.y is the row index of noise.py.
+// textures (in SwiftShader these cost less CPU time than uniform buffers, fused or unrolled loops).
+// Texel row 0 is the photo's top row, so gl_FragCoord.y is the row index of noise.py.
 (() => {
   const data = JSON.parse(document.getElementById("nca-rule").textContent);
   const $ = (id) => document.getElementById(id);
@@ -433,7 +434,7 @@ void main() {
   }
 
   // ---- playing ----------------------------------------------------------------------------------
-  let playing = false, owed = 0;
+  let playing = false, owed = 0, frame = 0;
   const stopAt = () => Math.max(0, Math.floor(Number($("stopat").value) || 0));
   const atStop = () => stopAt() > 0 && sim.steps >= stopAt();
 
@@ -443,7 +444,7 @@ void main() {
     for (; owed >= 1 && !atStop(); owed--) stepOnce();
     render();
     if (atStop()) pause();
-    else requestAnimationFrame(tick);
+    else frame = requestAnimationFrame(tick);
   }
   function play() {
     if (!sim) return;
@@ -451,10 +452,12 @@ void main() {
     playing = true;
     owed = 0;
     $("play").textContent = "Pause";
-    requestAnimationFrame(tick);
+    cancelAnimationFrame(frame);
+    frame = requestAnimationFrame(tick);
   }
   function pause() {
     playing = false;
+    cancelAnimationFrame(frame); // else a quick play after it would run two loops
     $("play").textContent = "Play";
   }
   function reset() {
@@ -550,14 +553,12 @@ void main() {
   $("stopat").value = String(data.metadata.default_steps || 32);
   // For scripts and tests (the page's own controls do the same): run n steps and wait for the GPU.
   window.ncaedit = {
-    steps: () => (sim ? sim.steps : 0),
     run(n) {
       for (let i = 0; i < n; i++) stepOnce();
       render();
       gl.readPixels(0, 0, 1, 1, gl.RGBA, gl.UNSIGNED_BYTE, new Uint8Array(4)); // waits for the GPU, unlike gl.finish in Chrome
       return sim.steps;
     },
-    useBlob: openBlob,
   };
   openThumbnail();
 })();
