@@ -223,6 +223,18 @@ def info(rule_path: RuleFile) -> None:
 
 
 @app.command()
+def export(
+    rule_path: Path = typer.Argument(..., metavar="RULE", help="A .nca rule file."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="The .html file to write (default: RULE.html beside the rule)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace --out if it exists."),
+) -> None:
+    """Write RULE as one self-contained web page that runs it live on the viewer's GPU (WebGL2)."""
+    from ncaedit.export import export_page
+
+    _console().print(f"wrote {export_page(rule_path, out, overwrite)}", soft_wrap=True, markup=False)
+
+
+@app.command()
 def animate(
     rule_path: RuleFile,
     image: Photo,
