@@ -19,7 +19,7 @@ from pathlib import Path
 
 from ncaedit.errors import NcaError
 from ncaedit.paths import check_output, write_atomic
-from ncaedit.rulefile import RuleFile, load_rule
+from ncaedit.nca_format import RuleFile, load_rule
 
 SUFFIXES = {".html", ".htm"}
 
