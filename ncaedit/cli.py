@@ -96,8 +96,15 @@ def apply_cmd(
     carry: bool = typer.Option(False, "--carry", help="Videos: start each frame from the previous frame's hidden state."),
     device: str = typer.Option("auto", help="auto, cpu, cuda or mps."),
     max_pixels: Optional[int] = typer.Option(None, "--max-pixels", min=1, help=MAX_PIXELS_HELP),
+    ray: Optional[str] = typer.Option(None, "--ray", metavar="[ADDRESS]", help='Edit the photos on Ray (pip install "ncaedit\\[ray]"): alone, Ray on this machine; auto, this machine\'s cluster; ray://HOST:10001, a remote one. INPUT and --out may then be s3://, gs:// or abfs:// URIs. Videos stay on the local path.'),
+    ray_gpus_per_worker: Optional[float] = typer.Option(None, "--ray-gpus-per-worker", help="GPUs per Ray worker; a fraction shares one (default: 1 where the cluster has GPUs)."),
 ) -> None:
     """Run a trained rule on photos and videos of any size: files, folders or globs, into --out."""
+    if ray is not None:  # the photos go to a Ray cluster: ray_cli.py
+        from ncaedit.ray_cli import apply_on_ray_cli
+
+        options = dict(recursive=recursive, overwrite=overwrite, fmt=fmt, steps=steps, seed=seed, strength=strength, mask=mask, feather=feather, tile=tile, device=device, max_pixels=max_pixels)
+        return apply_on_ray_cli(rule_path, inputs, out, None if ray == "local" else ray, ray_gpus_per_worker, **options)
     import time
 
     from rich.markup import escape
@@ -291,7 +298,9 @@ def main() -> None:
     # torch loads; a user's own setting wins.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     try:
-        code = app(standalone_mode=False)  # returns click's exit code when a command exits early
+        from ncaedit.ray_cli import bare_ray
+
+        code = app(bare_ray(sys.argv[1:]), standalone_mode=False)  # returns click's exit code when a command exits early
     except NcaError as exc:
         _fail(str(exc))
     except KeyboardInterrupt:
