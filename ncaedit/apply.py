@@ -3,13 +3,29 @@ source by strength and mask, and write it back in the photo's own sample type.""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
+from ncaedit.errors import NcaError
 from ncaedit.image import Photo, to_float, to_samples
 from ncaedit.rule import Rule
 from ncaedit.tiling import edit_tiles
+
+
+def check_apply_options(steps: int, strength: float, tile: int | None, feather: float = 0.0, mask: Path | str | None = None) -> None:
+    """Refuse option values that cannot work, before any photo is read."""
+    if steps < 1:
+        raise NcaError("--steps must be at least 1")
+    if not 0 <= strength <= 1:
+        raise NcaError("--strength must be between 0 and 1")
+    if tile is not None and tile < 16:
+        raise NcaError("--tile must be at least 16 pixels")
+    if feather < 0:
+        raise NcaError("--feather must be 0 or more")
+    if mask is not None and not Path(mask).is_file():
+        raise NcaError(f"--mask {mask}: no such file")
 
 
 def blend(source: np.ndarray, edited: np.ndarray, strength: float = 1.0, mask: np.ndarray | None = None) -> np.ndarray:

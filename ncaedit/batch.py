@@ -145,6 +145,38 @@ def plan_outputs(inputs: list[tuple[Path, Path]], out_dir: Path, fmt: str | None
     return [Item(f, out_dir / n) for (f, _), n in zip(inputs, names)]
 
 
+def plan_batch(inputs: list[str], out: Path | None, rule_name: str, fmt: str | None, recursive: bool, protect: list) -> list[Item]:
+    """What `ncaedit apply` writes where. One input file goes to the file `out`, or beside itself
+    (IMAGE-RULE.ext) when `out` is None; anything else (several inputs, folders, globs) goes into
+    the folder `out`, mirrored (plan_outputs). `protect`: further files no output may replace (the
+    rule, the mask; None entries are ignored)."""
+    from ncaedit.paths import check_output, free_name
+
+    single = Path(inputs[0])
+    if len(inputs) == 1 and not glob.has_magic(inputs[0]):
+        if not single.exists():
+            raise NcaError(f"{single}: no such file")
+        if single.is_dir() and out is None:
+            raise NcaError(f"{single}: is a folder; give an output folder with --out DIR")
+    if len(inputs) == 1 and single.is_file() and (out is None or (out.suffix and not out.is_dir())):
+        target = out or free_name(single.with_name(f"{single.stem}-{rule_name}{output_suffix(single, fmt)}"))
+        writable = {".mp4"} if Item(single, target).is_video else WRITE_SUFFIXES
+        if target.suffix.lower() not in writable:
+            raise NcaError(f"{target}: unknown output format {target.suffix!r} for this input (use {', '.join(sorted(writable))})")
+        check_output(target, [single, *(Path(p) for p in protect if p is not None)])
+        return [Item(single, target)]
+    if out is None:
+        raise NcaError("several inputs or a folder: give an output folder with --out DIR")
+    if (out.exists() and not out.is_dir()) or out.suffix.lower() in WRITE_SUFFIXES | VIDEO_SUFFIXES:
+        raise NcaError(f"--out {out}: several inputs or a folder need an output folder, not a file")
+    items = plan_outputs(find_inputs(inputs, recursive, out), out, fmt)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise NcaError(f"--out {out}: cannot make the folder ({exc.strerror})") from exc
+    return items
+
+
 def _attempt(fn: Callable) -> tuple[object, str | None]:
     """(fn(), None), or (None, why) when it raised: one bad file must not stop the batch."""
     try:

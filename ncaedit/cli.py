@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import Optional
@@ -38,6 +37,26 @@ def _progress(transient: bool = False):
     )
 
 
+class _progress_later:
+    """A progress bar that appears only once there is work (`start`), so that errors before it come out alone."""
+
+    def __init__(self):
+        self._bar = None
+
+    def start(self, transient: bool = False) -> None:
+        self._bar = _progress(transient).__enter__()
+
+    def __getattr__(self, name: str):
+        return getattr(self._bar, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(*exc)
+
+
 @app.command()
 def style(
     photo: Path = typer.Argument(..., help="The photo to edit."),
@@ -64,8 +83,8 @@ def style(
     max_pixels: Optional[int] = typer.Option(None, "--max-pixels", min=1, help=MAX_PIXELS_HELP),
 ) -> None:
     """Train a rule that repaints PHOTO in the style of --style, then apply it to PHOTO."""
-    from ncaedit.job import Job
-    from ncaedit.stylize import run_style_job
+    from ncaedit.job import Job, run_job
+    from ncaedit.stylize import style_mode
 
     job = Job(
         photo=photo, out=out, rule_path=rule_path, preset=preset, steps=steps, train_on=train_on, preview=preview, device=device,
@@ -76,7 +95,8 @@ def style(
             "loss": {"style_distance": style_distance, "content_weight": content_weight, "colour_weight": colour_weight},
         },
     )
-    run_style_job(job, style_image, style_scale, loss_net, vgg_weights, _console(), _progress)
+    mode = style_mode(style_image, style_scale=style_scale, loss_net=loss_net, vgg_weights=vgg_weights, max_pixels=max_pixels)
+    run_job(job, mode, _console(), _progress)
 
 
 @app.command("apply")
@@ -105,91 +125,55 @@ def apply_cmd(
 
         options = dict(recursive=recursive, overwrite=overwrite, fmt=fmt, steps=steps, seed=seed, strength=strength, mask=mask, feather=feather, tile=tile, device=device, max_pixels=max_pixels)
         return apply_on_ray_cli(rule_path, inputs, out, None if ray == "local" else ray, ray_gpus_per_worker, **options)
-    import time
-
     from rich.markup import escape
 
-    from ncaedit.batch import Item, Settings, find_inputs, output_suffix, plan_outputs, run_batch
-    from ncaedit.device import resolve_device, tile_workers
-    from ncaedit.image import WRITE_SUFFIXES
-    from ncaedit.paths import check_output, free_name
-    from ncaedit.rulefile import load_rule
-    from ncaedit.video import VIDEO_SUFFIXES
+    from ncaedit.api import Rule, apply_files
 
-    rf = load_rule(rule_path)
-    n = rf.metadata.get("default_steps", 32) if steps is None else steps
-    if n < 1:
-        raise NcaError("--steps must be at least 1")
-    if not 0 <= strength <= 1:
-        raise NcaError("--strength must be between 0 and 1")
-    if tile is not None and tile < 16:
-        raise NcaError("--tile must be at least 16 pixels")
-    if feather < 0:
-        raise NcaError("--feather must be 0 or more")
-    if mask is not None and not mask.is_file():
-        raise NcaError(f"--mask {mask}: no such file")
-    device = resolve_device(device)
-    workers = tile_workers(device)
-    if workers > 1:
-        import torch
+    rule = Rule.load(rule_path)
+    console, counts, started = _console(), {"done": 0, "skipped": 0, "failed": 0}, []
+    with _progress_later() as bar:
 
-        torch.set_num_threads(1)  # the cores go to tiles running side by side (tiling.edit_tiles)
-    settings = Settings(n, seed, tile, strength, mask, feather, device, carry, overwrite, workers, max_pixels)
-
-    single = Path(inputs[0])
-    if len(inputs) == 1 and not any(ch in inputs[0] for ch in "*?["):
-        if not single.exists():
-            raise NcaError(f"{single}: no such file")
-        if single.is_dir() and out is None:
-            raise NcaError(f"{single}: is a folder; give an output folder with --out DIR")
-    if len(inputs) == 1 and single.is_file() and (out is None or (out.suffix and not out.is_dir())):
-        target = out or free_name(single.with_name(f"{single.stem}-{rule_path.stem}{output_suffix(single, fmt)}"))
-        writable = {".mp4"} if Item(single, target).is_video else WRITE_SUFFIXES
-        if target.suffix.lower() not in writable:
-            raise NcaError(f"{target}: unknown output format {target.suffix!r} for this input (use {', '.join(sorted(writable))})")
-        check_output(target, [single, rule_path, *([mask] if mask else [])])
-        items = [Item(single, target)]
-    else:
-        if out is None:
-            raise NcaError("several inputs or a folder: give an output folder with --out DIR")
-        if (out.exists() and not out.is_dir()) or out.suffix.lower() in WRITE_SUFFIXES | VIDEO_SUFFIXES:
-            raise NcaError(f"--out {out}: several inputs or a folder need an output folder, not a file")
-        items = plan_outputs(find_inputs(inputs, recursive, out), out, fmt)
-        try:
-            out.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise NcaError(f"--out {out}: cannot make the folder ({exc.strerror})") from None
-
-    outcomes, started = [], time.perf_counter()
-    console = _console()
-    with _progress(transient=len(items) == 1) as bar:
-        files = bar.add_task(f"applying {rule_path.name}", total=len(items), info="")
-        current = bar.add_task("", total=None, info="", visible=False)
+        def on_start(items):
+            started.extend(items)
+            bar.start(transient=len(items) == 1)
+            bar.files = bar.add_task(f"applying {rule_path.name}", total=len(items), info="")
+            bar.current = bar.add_task("", total=None, info="", visible=False)
 
         def on_file(item, total):
-            bar.reset(current, total=total, description=f"  {escape(item.source.name)}", visible=True)
+            bar.reset(bar.current, total=total, description=f"  {escape(item.source.name)}", visible=True)
 
-        for outcome in run_batch(rf.rule, items, settings, on_file, lambda x: bar.advance(current, x)):
-            outcomes.append(outcome)
-            counts = {k: sum(o.status == k for o in outcomes) for k in ("done", "skipped", "failed")}
-            bar.update(files, advance=1, info=", ".join(f"{v} {k}" for k, v in counts.items() if v))
-        bar.update(current, visible=False)
-    seconds = time.perf_counter() - started
-    failed = [o for o in outcomes if o.status == "failed"]
-    if len(items) == 1 and failed:
-        raise NcaError(failed[0].detail)
-    for o in outcomes:
-        if o.status == "done" and (len(items) == 1 or o.detail):
+        def on_outcome(outcome):
+            counts[outcome.status] += 1
+            bar.update(bar.files, advance=1, info=", ".join(f"{v} {k}" for k, v in counts.items() if v))
+
+        summary = apply_files(
+            rule, inputs, out, recursive=recursive, overwrite=overwrite, fmt=fmt, steps=steps, seed=seed, strength=strength, mask=mask,
+            feather=feather, tile=tile, carry=carry, device=device, max_pixels=max_pixels,
+            on_start=on_start, on_file=on_file, on_progress=lambda x: bar.advance(bar.current, x), on_outcome=on_outcome,
+        )
+        bar.update(bar.current, visible=False)
+    _report_batch(summary, single=len(started) == 1, out=out, console=console)
+
+
+def _report_batch(summary, single: bool, out: Optional[Path], console) -> None:
+    """What `ncaedit apply` says when done: one line per written file where it matters, a summary line
+    and one line per failure for a batch; exit code 1 when any file failed."""
+    from rich.markup import escape
+
+    if single and summary.failed:
+        raise NcaError(summary.failed[0].detail)
+    for o in summary.outcomes:
+        if o.status == "done" and (single or o.detail):
             console.print(f"wrote {o.item.out}" + (f" ({o.detail})" if o.detail else ""), soft_wrap=True, markup=False)
-        elif o.status == "skipped" and len(items) == 1:
+        elif o.status == "skipped" and single:
             console.print(f"skipped {o.item.out}: {o.detail}", soft_wrap=True, markup=False)
-    if len(items) > 1:
-        done = sum(o.status == "done" for o in outcomes)
-        console.print(f"{done} done, {len(outcomes) - done - len(failed)} skipped, {len(failed)} failed in {seconds:.1f} s -> {out}", soft_wrap=True, markup=False)
-        for o in failed:
+    if not single:
+        done, skipped, failed = len(summary.done), len(summary.skipped), len(summary.failed)
+        console.print(f"{done} done, {skipped} skipped, {failed} failed in {summary.seconds:.1f} s -> {out}", soft_wrap=True, markup=False)
+        for o in summary.failed:
             detail = o.detail if o.detail.startswith(str(o.item.source)) else f"{o.item.source}: {o.detail}"
             console.print(f"[red]failed[/red] {escape(detail)}", soft_wrap=True, highlight=False)  # one line each: grep-able logs
-    if failed:
+    if summary.failed:
         raise SystemExit(1)  # some files failed (2 stays for "nothing was done": bad arguments)
 
 
@@ -275,11 +259,11 @@ def prompt(
     max_pixels: Optional[int] = typer.Option(None, "--max-pixels", min=1, help=MAX_PIXELS_HELP),
 ) -> None:
     """Train a rule that edits PHOTO toward a text PROMPT (guided by CLIP), then apply it to PHOTO."""
-    from ncaedit.job import Job
-    from ncaedit.prompting import run_prompt_job
+    from ncaedit.job import Job, run_job
+    from ncaedit.prompting import prompt_mode
 
     job = Job(
-        photo=photo, out=out, rule_path=rule_path, preset=preset, steps=steps, train_on=train_on, preview=preview, device=device, mode="prompt",
+        photo=photo, out=out, rule_path=rule_path, preset=preset, steps=steps, train_on=train_on, preview=preview, device=device,
         resume=resume, max_pixels=max_pixels,
         overrides={
             "train": {"iterations": iterations, "seed": seed, "crop": crop, "lr": lr},
@@ -288,15 +272,15 @@ def prompt(
         },
     )
     clip = {"model": clip_model, "pretrained": pretrained, "weights": clip_weights}
-    run_prompt_job(job, text, source_prompt, clip, aesthetic, aesthetic_weights, loss_net, vgg_weights, _console(), _progress)
+    mode = prompt_mode(
+        text, source_prompt=source_prompt, clip=clip, aesthetic=aesthetic, aesthetic_weights=aesthetic_weights, loss_net=loss_net,
+        vgg_weights=vgg_weights,
+    )
+    run_job(job, mode, _console(), _progress)
 
 
 def main() -> None:
     """Every failure the user can act on ends as one line, `error: ...`, and exit code 2."""
-    # Idle torch/BLAS threads sleep instead of spinning: on a busy machine spinning threads take the
-    # cores the work needs (training ran 7x slower on 2 shared cores; benchmarks/run.py). Set before
-    # torch loads; a user's own setting wins.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     try:
         from ncaedit.ray_cli import bare_ray
 

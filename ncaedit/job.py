@@ -1,5 +1,6 @@
-"""A training job, whatever the mode: inputs -> recipe -> training with a progress bar -> rule file
--> the rule applied to the photo -> optional previews. Modes (stylize.py, ...) supply the loss."""
+"""A training job on the command line, whatever the mode: inputs and output names checked ->
+training (api.train) behind a progress bar -> rule file -> the rule applied to the photo ->
+optional previews. Modes (stylize.py, prompting.py) supply the loss."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 from typing import Callable
 
 from ncaedit.errors import NcaError
+from ncaedit.mode import Mode
 from ncaedit.paths import check_output, free_name
 
 
@@ -21,43 +23,10 @@ class Job:
     train_on: Path | None = None
     preview: bool = False
     device: str = "cpu"
-    mode: str = "style"  # which kind of preset (recipe.LOSS_CONFIGS)
     overrides: dict = field(default_factory=dict)  # {"train": {...}, "rule": {...}, "loss": {...}}; None values ignored
     max_pixels: int | None = None  # refuse input images above this many pixels; None: image.DEFAULT_MAX_PIXELS
     resume: bool = False  # continue the interrupted run from its checkpoint (OUT.ckpt)
-    checkpoint_every: int = 10  # training iterations between checkpoints
-
-
-@dataclass
-class ModeSetup:
-    """What a mode adds to a job once the recipe and photo are known."""
-
-    loss_fn: Callable  # (state, generator) -> dict of loss terms with "total"
-    metadata: dict  # mode-specific rule metadata ("mode", hashes, prompts, loss network, ...)
-    progress_info: Callable[[dict], str]  # one iteration's loss record -> text for the progress bar
-    preview_middle: object = None  # image shown between source and result on the preview sheet
-
-
-def training_photos(photo_rgb, folder: Path | None, train_size: int, crop: int, max_pixels: int | None = None) -> list:
-    """The photo plus every image in `folder`, each at most `train_size` on its longer side."""
-    from ncaedit.image import READ_SUFFIXES, fit_long_side, load_image
-
-    photos = [photo_rgb]
-    if folder is not None:
-        if not folder.is_dir():
-            raise NcaError(f"--train-on {folder}: not a folder")
-        files = sorted(p for p in folder.iterdir() if p.suffix.lower() in READ_SUFFIXES)
-        if not files:
-            raise NcaError(f"--train-on {folder}: no images found")
-        photos += [load_image(f, max_pixels).rgb for f in files]  # a bad file is an error here: the user chose this set
-    out = []
-    for p in photos:
-        if max(p.shape[:2]) > train_size:
-            p = fit_long_side(p, train_size)
-        if min(p.shape[:2]) < crop:
-            raise NcaError(f"a training photo is {p.shape[1]}x{p.shape[0]} at training size, smaller than the {crop}-px crop; use --crop")
-        out.append(p)
-    return out
+    checkpoint_interval: int = 10  # training iterations between checkpoint files
 
 
 def output_paths(job: Job, default_name: str) -> tuple[Path, Path, Path]:
@@ -81,65 +50,38 @@ def output_paths(job: Job, default_name: str) -> tuple[Path, Path, Path]:
     return out, rule_path, checkpoint
 
 
-def run_job(job: Job, default_name: str, extra_inputs: list[Path], setup: Callable, console, progress) -> dict:
-    """Run `job`. `setup(recipe, photo) -> ModeSetup` builds the mode's loss; it runs after all
-    inputs and output paths are checked, so bad input fails before anything slow happens.
+def run_job(job: Job, mode: Mode, console, progress) -> dict:
+    """Run `job` for `mode` (stylize.style_mode, ...): every input and output path is checked before
+    anything slow happens, then api.train runs behind a progress bar.
 
     Training stopped by SIGINT or a second Ctrl-C still saves and applies the best rule; SIGTERM
     saves it and exits (code 143) without applying; either way a checkpoint lets --resume continue.
     Training that diverges beyond recovery saves the best rule, then fails with an NcaError."""
-    import json
     import signal
 
+    from ncaedit.api import train
     from ncaedit.apply import apply_rule
     from ncaedit.device import resolve_device
-    from ncaedit.image import WRITE_SUFFIXES, load_image, save_image
-    from ncaedit.recipe import load_recipe
-    from ncaedit.rulefile import save_rule
-    from ncaedit.train import Checkpointing, train_rule
+    from ncaedit.image import WRITE_SUFFIXES, save_image
 
     if job.steps is not None and job.steps < 1:
         raise NcaError("--steps must be at least 1")
     job.device = resolve_device(job.device)
-    recipe = load_recipe(job.preset, job.overrides, job.mode)
-    photo = load_image(job.photo, job.max_pixels)
-    out, rule_path, ckpt = output_paths(job, default_name)
+    out, rule_path, ckpt = output_paths(job, f"{job.photo.stem}-{mode.name}")
     if rule_path.suffix.lower() != ".nca" or out.suffix.lower() == ".nca":
         raise NcaError("the image goes to --out and the rule (.nca) to --rule")
-    check_output(out, [job.photo, *extra_inputs], WRITE_SUFFIXES)
-    check_output(rule_path, [job.photo, *extra_inputs])
-    t = recipe.train
-    photos = training_photos(photo.rgb, job.train_on, t.train_size, t.crop, job.max_pixels)
-    mode = setup(recipe, photo)
-    checkpointing = Checkpointing(ckpt, job.checkpoint_every, job.resume, key=json.dumps(mode.metadata, sort_keys=True, default=str))
+    check_output(out, [job.photo, *mode.inputs], WRITE_SUFFIXES)
+    check_output(rule_path, [job.photo, *mode.inputs])
 
-    with progress() as bar:
-        task = bar.add_task("training", total=t.iterations, info="")
-        result = train_rule(
-            photos, mode.loss_fn, recipe.rule, t,
-            on_iteration=lambda it, rec: bar.update(task, completed=it + 1, info=mode.progress_info(rec)),
-            checkpointing=checkpointing,
-            on_event=lambda message: bar.console.print(f"[yellow]{message}[/yellow]"),
-            device=job.device,
+    with TrainingDisplay(console, progress, mode.progress_info) as display:
+        training = train(
+            job.photo, mode, preset=job.preset, device=job.device, callback=display, overrides=job.overrides, train_on=job.train_on,
+            max_pixels=job.max_pixels, checkpoint=ckpt, checkpoint_interval=job.checkpoint_interval, resume=job.resume,
         )
+    result, t = training.result, training.recipe.train
     if result.resumed_at:
         console.print(f"resumed from {ckpt} at iteration {result.resumed_at}")
-    if not result.history:
-        raise NcaError(f"{result.diverged or 'training stopped before the first iteration finished'}; nothing saved")
-
-    metadata = mode.metadata | {
-        "recipe": recipe.to_dict(),
-        "preset": job.preset,
-        "iterations_done": len(result.history),
-        "interrupted": result.interrupted,
-        "diverged": bool(result.diverged),
-        "recoveries": result.recoveries,
-        "final_losses": {k: v for k, v in result.history[-1].items() if k not in ("steps", "lr")},
-        "best_loss": result.best_loss,
-        "train_seconds": round(result.seconds, 1),
-        "default_steps": t.steps_max,
-    }
-    save_rule(result.rule, rule_path, metadata)
+    training.rule.save(rule_path)
     resume_hint = f"; continue it with the same command and --resume (checkpoint {ckpt})" if ckpt.exists() else ""
     if result.diverged:
         raise NcaError(f"{result.diverged}; the best rule so far is saved in {rule_path}; train again with a lower --lr")
@@ -151,6 +93,7 @@ def run_job(job: Job, default_name: str, extra_inputs: list[Path], setup: Callab
     else:
         ckpt.unlink(missing_ok=True)  # the finished rule replaces it
 
+    photo = training.photo
     steps = job.steps or t.steps_max
     with progress() as bar:
         task = bar.add_task("applying", total=steps, info=f"{photo.size[0]}x{photo.size[1]}")
@@ -165,3 +108,45 @@ def run_job(job: Job, default_name: str, extra_inputs: list[Path], setup: Callab
     for p in written:
         console.print(f"wrote {p}")
     return {"out": out, "rule": rule_path, "result": result}
+
+
+class TrainingDisplay:
+    """api.train's callback on the console: a transient spinner while a slow step starts (loading
+    CLIP), then one progress bar for the iterations with warnings printed above it. Nothing shows
+    before the first report, so input errors come out alone."""
+
+    def __init__(self, console, progress: Callable, progress_info: Callable[[dict], str]):
+        self.console, self.progress, self.progress_info = console, progress, progress_info
+        self.bar, self.task, self.spinner = None, None, None
+
+    def __enter__(self) -> TrainingDisplay:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop_spinner()
+        if self.bar is not None:
+            self.bar.__exit__(*exc)
+
+    def _stop_spinner(self) -> None:
+        if self.spinner is not None:
+            self.spinner.stop()
+            self.spinner = None
+
+    def __call__(self, update) -> None:
+        from ncaedit.api import Iteration
+
+        self._stop_spinner()
+        if getattr(update, "kind", "") == "status" and self.bar is None:
+            self.spinner = self.console.status(update.message)
+            self.spinner.start()
+            return
+        if self.bar is None:
+            self.bar = self.progress().__enter__()
+            self.task = self.bar.add_task("training", total=None, info="")
+        if isinstance(update, Iteration):
+            info = self.progress_info(update.losses)
+            self.bar.update(self.task, total=update.total, completed=update.iteration, info=info)
+        elif update.kind == "warning":
+            self.bar.console.print(f"[yellow]warning:[/yellow] {update.message}")
+        elif update.kind == "notice":
+            self.bar.console.print(f"[yellow]{update.message}[/yellow]")

@@ -1,4 +1,4 @@
-"""`ncaedit prompt`: the loss that pulls a photo toward a text prompt (see job.py for the rest)."""
+"""The prompt mode: the loss that pulls a photo toward a text prompt (see mode.py)."""
 
 from __future__ import annotations
 
@@ -6,23 +6,21 @@ import re
 from pathlib import Path
 
 from ncaedit.errors import NcaError
-from ncaedit.job import Job, ModeSetup, run_job
+from ncaedit.mode import Mode, ModeSetup
 
 
-def run_prompt_job(
-    job: Job,
+def prompt_mode(
     prompt: str,
-    source_prompt: str,
-    clip: dict,
-    aesthetic: float | None,
-    aesthetic_weights: Path | None,
-    loss_net: str,
-    vgg_weights: Path | None,
-    console,
-    progress,
-) -> dict:
+    *,
+    source_prompt: str = "a photo",
+    clip: dict | None = None,
+    aesthetic: float | None = None,
+    aesthetic_weights: Path | None = None,
+    loss_net: str = "auto",
+    vgg_weights: Path | None = None,
+) -> Mode:
     """`clip`: the fields of a clip_model.ClipSpec; `aesthetic`: the target score (0-10) or None for no aesthetic term.
-    Bad input is reported before torch and open_clip load (seconds)."""
+    Bad input is reported here, before torch and open_clip load (seconds)."""
     from ncaedit.prompts import parse_prompts
 
     prompts = parse_prompts(prompt)
@@ -30,8 +28,9 @@ def run_prompt_job(
         raise NcaError("--source-prompt must not be empty")
     if aesthetic is not None and not 0 <= aesthetic <= 10:
         raise NcaError("--aesthetic is a score from 0 to 10")
+    clip = dict(clip or {})
 
-    def setup(recipe, photo) -> ModeSetup:
+    def setup(recipe, photo, device: str, warn) -> ModeSetup:
         from ncaedit.aesthetic import HEADS_PRETRAINED, aesthetic_head_file, load_aesthetic_head
         from ncaedit.clip_model import ClipSpec, clip_architecture, load_clip
         from ncaedit.lossnet import load_loss_net
@@ -39,36 +38,37 @@ def run_prompt_job(
 
         spec = ClipSpec(**clip)
         head_file = aesthetic_head_file(clip_architecture(spec.model), aesthetic_weights) if aesthetic is not None else None
-        with console.status(f"loading CLIP {spec.model}"):
-            guidance = load_clip(spec, job.device)
+        guidance = load_clip(spec, device)
         head = None
         if head_file is not None:
             head = load_aesthetic_head(head_file, guidance.embed_dim)
             if aesthetic_weights is None and guidance.describe().get("clip_pretrained") != HEADS_PRETRAINED:
-                console.print(
-                    f"[yellow]warning:[/yellow] LAION's aesthetic heads score OpenAI's CLIP embeddings (--pretrained {HEADS_PRETRAINED}); "
+                warn(
+                    f"LAION's aesthetic heads score OpenAI's CLIP embeddings (--pretrained {HEADS_PRETRAINED}); "
                     "with other CLIP weights their scores mean little"
                 )
         net = None
         if recipe.loss.content_weight > 0:
             choice = load_loss_net(loss_net, vgg_weights)
             if choice.warning:
-                console.print(f"[yellow]warning:[/yellow] {choice.warning}")
-            net = choice.net.to(job.device)
-        loss = PromptLoss(guidance, prompts, recipe.loss, source_prompt.strip(), net, head, aesthetic).to(job.device)
-        return ModeSetup(
-            loss_fn=loss,
-            metadata={
-                "mode": "prompt",
-                "prompts": [[p.text, p.weight] for p in prompts],
-                "source_prompt": source_prompt.strip(),
-                "loss_net": net.name if net is not None else None,
-                "aesthetic_target": aesthetic,
-                "aesthetic_head": head_file.name if head_file is not None else None,
-            }
-            | guidance.describe(),
-            progress_info=lambda rec: f"clip sim {rec['similarity']:.3f} loss {rec['total']:.3f}",
-        )
+                warn(choice.warning)
+            net = choice.net.to(device)
+        loss = PromptLoss(guidance, prompts, recipe.loss, source_prompt.strip(), net, head, aesthetic).to(device)
+        metadata = {
+            "mode": "prompt",
+            "prompts": [[p.text, p.weight] for p in prompts],
+            "source_prompt": source_prompt.strip(),
+            "loss_net": net.name if net is not None else None,
+            "aesthetic_target": aesthetic,
+            "aesthetic_head": head_file.name if head_file is not None else None,
+        } | guidance.describe()
+        return ModeSetup(loss_fn=loss, metadata=metadata)
 
     name = "-".join(re.sub(r"[^a-z0-9]+", "-", p.text.lower()).strip("-") for p in prompts if p.weight > 0)[:48].strip("-")
-    return run_job(job, f"{job.photo.stem}-{name or 'prompt'}", [], setup, console, progress)
+    return Mode(
+        kind="prompt",
+        name=name or "prompt",
+        setup=setup,
+        progress_info=lambda rec: f"clip sim {rec['similarity']:.3f} loss {rec['total']:.3f}",
+        status=f"loading CLIP {clip.get('model') or 'ViT-B-32'}",
+    )

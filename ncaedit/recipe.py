@@ -88,6 +88,21 @@ def load_recipe(preset: str = DEFAULT_PRESET, overrides: dict[str, dict[str, Any
     return recipe
 
 
+def nest_overrides(flat: dict[str, Any], mode: str = "style") -> dict[str, dict[str, Any]]:
+    """Recipe keys given by name alone ({"iterations": 10, "width": 32}) -> by table, as load_recipe
+    takes them; None values are left out (the preset's value stays)."""
+    tables = {"rule": RuleConfig, "train": TrainConfig, "loss": LOSS_CONFIGS[mode]}
+    nested: dict[str, dict[str, Any]] = {name: {} for name in tables}
+    for key, value in flat.items():
+        table = next((name for name, cls in tables.items() if key in {f.name for f in dataclasses.fields(cls)}), None)
+        if table is None:
+            known = sorted(f.name for cls in tables.values() for f in dataclasses.fields(cls))
+            raise NcaError(f"unknown option {key!r} (recipe keys: {', '.join(known)})")
+        if value is not None:
+            nested[table][key] = value
+    return nested
+
+
 def _set(recipe: Recipe, section: str, values: dict, where: str) -> None:
     part = getattr(recipe, section, None)
     if not dataclasses.is_dataclass(part):

@@ -1,24 +1,27 @@
-"""`ncaedit style`: the loss that pulls a photo toward a style image (see job.py for the rest)."""
+"""The style mode: the loss that pulls a photo toward a style image (see mode.py)."""
 
 from __future__ import annotations
 
-import hashlib
+import math
 from pathlib import Path
+from typing import Any
 
 from ncaedit.errors import NcaError
-from ncaedit.job import Job, ModeSetup, run_job
+from ncaedit.mode import Mode, ModeSetup
 
 
-def run_style_job(job: Job, style_path: Path, style_scale: float, loss_net: str, vgg_weights: Path | None, console, progress) -> dict:
-    import math
-
-    from ncaedit.image import load_image
+def style_mode(
+    style: Any, *, style_scale: float = 1.0, loss_net: str = "auto", vgg_weights: Path | None = None, max_pixels: int | None = None
+) -> Mode:
+    """`style`: a path, PIL image or array (image_types.py). Bad input fails here, before torch work."""
+    from ncaedit.image_types import convert
 
     if not 0 < style_scale < math.inf:
         raise NcaError("--style-scale must be a finite number > 0")
-    style = load_image(style_path, job.max_pixels)
+    source = convert(style, max_pixels)
+    style_rgb_full = source.photos[0].rgb
 
-    def setup(recipe, photo) -> ModeSetup:
+    def setup(recipe, photo, device: str, warn) -> ModeSetup:
         import torch
 
         from ncaedit.image import fit_long_side
@@ -27,22 +30,24 @@ def run_style_job(job: Job, style_path: Path, style_scale: float, loss_net: str,
 
         choice = load_loss_net(loss_net, vgg_weights)
         if choice.warning:
-            console.print(f"[yellow]warning:[/yellow] {choice.warning}")
-        net = choice.net.to(job.device)
+            warn(choice.warning)
+        net = choice.net.to(device)
         side = max(16, round(recipe.loss.style_size * style_scale))
-        style_rgb = torch.from_numpy(fit_long_side(style.rgb, side)).permute(2, 0, 1)[None].to(job.device)
-        loss = StyleLoss(net, style_rgb, recipe.loss)
-        return ModeSetup(
-            loss_fn=loss,
-            metadata={
-                "mode": "style",
-                "style_image": style_path.name,
-                "style_sha256": hashlib.sha256(style_path.read_bytes()).hexdigest(),
-                "style_scale": style_scale,
-                "loss_net": net.name,
-            },
-            progress_info=lambda rec: f"loss {rec['total']:.4f} style {rec['style']:.4f}",
-            preview_middle=style.rgb,
-        )
+        style_rgb = torch.from_numpy(fit_long_side(style_rgb_full, side)).permute(2, 0, 1)[None].to(device)
+        metadata = {
+            "mode": "style",
+            "style_image": source.path.name if source.path else source.name,
+            "style_sha256": source.sha256(),
+            "style_scale": style_scale,
+            "loss_net": net.name,
+        }
+        return ModeSetup(loss_fn=StyleLoss(net, style_rgb, recipe.loss), metadata=metadata)
 
-    return run_job(job, f"{job.photo.stem}-{style_path.stem}", [style_path], setup, console, progress)
+    return Mode(
+        kind="style",
+        name=source.name,
+        setup=setup,
+        progress_info=lambda rec: f"loss {rec['total']:.4f} style {rec['style']:.4f}",
+        inputs=[source.path] if source.path else [],
+        preview_middle=style_rgb_full,
+    )

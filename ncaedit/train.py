@@ -128,7 +128,7 @@ def train_rule(
     loss_fn: Callable[[torch.Tensor, torch.Generator], dict[str, torch.Tensor]],
     rule_config: RuleConfig,
     config: TrainConfig,
-    on_iteration: Callable[[int, dict[str, float]], None] | None = None,
+    on_iteration: Callable[[int, dict[str, float]], bool | None] | None = None,
     checkpointing: Checkpointing | None = None,
     on_event: Callable[[str], None] | None = None,
     device: str | torch.device = "cpu",
@@ -138,7 +138,8 @@ def train_rule(
     Faults: a non-finite loss, state or gradient restores the last good weights and optimizer state,
     lowers the learning rate and carries on (`on_event` is told); after MAX_RECOVERIES training
     stops with `diverged` set. SIGINT/SIGTERM stop training at the end of the current iteration
-    (a second one at once). The best rule so far is returned either way.
+    (a second one at once), as does `on_iteration(iteration, record)` returning True. The best rule
+    so far is returned either way.
     """
     config.validate()
     rng = random.Random(config.seed)
@@ -241,12 +242,11 @@ def train_rule(
                             p.grad /= p.grad.norm() + 1e-8
                 opt.step()
                 pool[idx] = out.detach()
-                if on_iteration:
-                    on_iteration(it, record)
-                if stop.signal is not None or (checkpointing and (it + 1) % checkpointing.every == 0):
+                asked = on_iteration is not None and on_iteration(it, record) is True  # the caller may ask to stop
+                if asked or stop.signal is not None or (checkpointing and (it + 1) % checkpointing.every == 0):
                     if checkpointing:
                         save(it + 1)
-                    if stop.signal is not None:
+                    if asked or stop.signal is not None:
                         result.interrupted, result.stop_signal = True, stop.signal
                         break
         except KeyboardInterrupt:  # a second signal, or Ctrl-C where no handler could be installed

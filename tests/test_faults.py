@@ -15,8 +15,9 @@ from ncaedit import train as train_module
 from ncaedit.checkpoint import load_checkpoint
 from ncaedit.cli import main
 from ncaedit.errors import NcaError
-from ncaedit.job import Job, ModeSetup, run_job
+from ncaedit.job import Job, run_job
 from ncaedit.lossnet import RandomFilters
+from ncaedit.mode import Mode, ModeSetup
 from ncaedit.rule import RuleConfig
 from ncaedit.rulefile import load_rule
 from ncaedit.style_loss import StyleLoss, StyleLossConfig
@@ -204,11 +205,11 @@ def test_a_checkpoint_from_another_run_is_refused(style_loss, tmp_path, change):
         train_rule(photos, style_loss, RULE, config, checkpointing=Checkpointing(path, resume=True, key="b" if change == "key" else "a"))
 
 
-def _setup_with(loss_fn):
-    def setup(recipe, photo):
-        return ModeSetup(loss_fn=loss_fn, metadata={"mode": "test"}, progress_info=lambda rec: "")
+def _mode_with(loss_fn):
+    def setup(recipe, photo, device, warn):
+        return ModeSetup(loss_fn=loss_fn, metadata={"mode": "test"})
 
-    return setup
+    return Mode(kind="style", name="test", setup=setup, progress_info=lambda rec: "")
 
 
 class _Console:
@@ -241,10 +242,10 @@ def test_job_sigterm_saves_and_exits_then_resume_finishes(style_loss, tmp_path):
 
     photo = Path(write_rgb(tmp_path / "photo.png", smooth_photo(48, 64)))
     (tmp_path / "tiny.toml").write_text(TINY_PRESET)
-    job = Job(photo=photo, preset=str(tmp_path / "tiny.toml"), checkpoint_every=1, overrides={"train": {"iterations": 6}})
+    job = Job(photo=photo, preset=str(tmp_path / "tiny.toml"), checkpoint_interval=1, overrides={"train": {"iterations": 6}})
     console = _Console()
     with pytest.raises(SystemExit) as exit_:
-        run_job(job, "photo-test", [], _setup_with(Faulty(style_loss, {3: "SIGTERM"})), console, Bar)
+        run_job(job, _mode_with(Faulty(style_loss, {3: "SIGTERM"})), console, Bar)
     assert exit_.value.code == 128 + signal.SIGTERM
     rule, ckpt, image = tmp_path / "photo-test.nca", tmp_path / "photo-test.ckpt", tmp_path / "photo-test.png"
     assert rule.is_file() and ckpt.is_file() and not image.exists()  # saved, and not applied
@@ -253,10 +254,10 @@ def test_job_sigterm_saves_and_exits_then_resume_finishes(style_loss, tmp_path):
 
     # a new run without --resume does not touch the interrupted run's files
     job_fresh = Job(photo=photo, preset=str(tmp_path / "tiny.toml"), overrides={"train": {"iterations": 1}})
-    assert run_job(job_fresh, "photo-test", [], _setup_with(style_loss), _Console(), Bar)["out"].name == "photo-test-2.png"
+    assert run_job(job_fresh, _mode_with(style_loss), _Console(), Bar)["out"].name == "photo-test-2.png"
 
     job.resume = True
-    done = run_job(job, "photo-test", [], _setup_with(style_loss), console, Bar)
+    done = run_job(job, _mode_with(style_loss), console, Bar)
     assert done["out"] == image and image.is_file() and not ckpt.exists()
     assert done["result"].resumed_at == 3
     assert load_rule(rule).metadata["iterations_done"] == 6 and not load_rule(rule).metadata["interrupted"]
