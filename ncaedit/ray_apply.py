@@ -133,8 +133,8 @@ class PhotoEditor:
     def __init__(self, job: RayJob):
         import torch
 
+        from ncaedit.api import Rule
         from ncaedit.device import resolve_device
-        from ncaedit.rulefile import load_rule
 
         self.job = job
         self.device = resolve_device(job.device)  # "auto": the GPU Ray gave this actor, if any
@@ -143,7 +143,7 @@ class PhotoEditor:
         self.scratch = tempfile.TemporaryDirectory(prefix="ncaedit-ray-")
         rule_path = Path(self.scratch.name) / "rule.nca"
         rule_path.write_bytes(job.rule_bytes)
-        self.rule = load_rule(rule_path).rule.to(self.device)
+        self.rule = Rule.load(rule_path).network.to(self.device)
         self.mask_path = None
         if job.mask_bytes is not None:
             self.mask_path = Path(self.scratch.name) / f"mask{job.mask_suffix}"
@@ -160,7 +160,8 @@ class PhotoEditor:
         return rows
 
     def edit(self, source: str, out: str) -> str:
-        """Read, edit and write one photo; returns a note ("" normally)."""
+        """Read, edit and write one photo; returns a note ("" normally). The edit is Rule.apply's own
+        (apply.apply_rule), with this actor's share of the CPUs rather than the machine's cores."""
         from ncaedit.apply import apply_rule
         from ncaedit.filesystems import exists, write_atomic
         from ncaedit.image import encode_image
@@ -244,16 +245,12 @@ def apply_on_ray(
     shares one). `on_outcome(outcome)` sees each photo as it finishes; `keep_outcomes=False` keeps
     only the failures in the summary, so that the driver's memory stays flat over millions of photos.
     Videos are listed as skipped: they run on the local path."""
-    try:
-        import ray
-        import ray.data
-    except ImportError:
-        raise NcaError(INSTALL) from None
+    ray = require_ray()
     from ncaedit.api import BatchSummary
     from ncaedit.batch import Item, Outcome
 
-    rule_bytes, metadata = _rule_bytes(rule)
-    steps = metadata.get("default_steps", 32) if steps is None else steps
+    rule_bytes, rule = _rule_bytes(rule)
+    steps = rule.default_steps if steps is None else steps
     _check_options(steps, strength, tile, feather, device, cpus_per_worker, gpus_per_worker, workers)
     mask_bytes = None
     if mask is not None:
@@ -284,6 +281,16 @@ def apply_on_ray(
     if not (summary.outcomes or on_outcome and not keep_outcomes):
         raise NcaError(f"no images or videos found in {' '.join(map(str, inputs))}")
     return summary
+
+
+def require_ray():
+    """The ray module, or the one line that says how to install it."""
+    try:
+        import ray
+        import ray.data
+    except ImportError:
+        raise NcaError(INSTALL) from None
+    return ray
 
 
 def plan_listing(inputs, out, filesystem, recursive: bool, fmt: str | None, overwrite: bool) -> Listing:
@@ -328,16 +335,15 @@ def plan_listing(inputs, out, filesystem, recursive: bool, fmt: str | None, over
     return Listing(tuple(entries), os.path.commonpath(roots), source, dest, recursive, fmt, overwrite)
 
 
-def _rule_bytes(rule) -> tuple[bytes, dict]:
-    """The rule file's bytes (checked on the driver, so a bad rule fails before Ray starts) and its metadata."""
-    from ncaedit.rulefile import load_rule
+def _rule_bytes(rule) -> tuple[bytes, object]:
+    """The rule as a .nca file's bytes, and as an api.Rule: a path is loaded (and checked) here on the
+    driver, so a bad rule fails before Ray starts; workers get bytes, not the driver's files."""
+    from ncaedit.api import Rule
 
     if isinstance(rule, (str, Path)):
-        metadata = load_rule(rule).metadata
-        return Path(rule).read_bytes(), metadata
+        rule = Rule.load(rule)
     with tempfile.TemporaryDirectory() as scratch:
-        path = rule.save(Path(scratch) / "rule.nca")
-        return Path(path).read_bytes(), rule.metadata
+        return Path(rule.save(Path(scratch) / "rule.nca")).read_bytes(), rule
 
 
 def _check_options(steps, strength, tile, feather, device, cpus_per_worker, gpus_per_worker, workers) -> None:
@@ -377,13 +383,14 @@ def _ray_session(address: str | None) -> Iterator[None]:
     context = DataContext.get_current()
     context.enable_progress_bars = False
     context.print_on_execution_start = False
-    ray_log = logging.getLogger("ray")  # Ray Data's and ray.init's notices; failures still raise
-    level = ray_log.level
-    ray_log.setLevel(logging.ERROR)
+    loggers = [logging.getLogger(name) for name in ("ray", "ray.data")]  # Ray's notices; failures still raise
+    levels = [log.level for log in loggers]
+    for log in loggers:
+        log.setLevel(logging.ERROR)
     started = not ray.is_initialized()
     try:
         if started:
-            quiet = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+            quiet = dict(include_dashboard=False, log_to_driver=False, configure_logging=False)
             try:
                 if address is None:
                     ray.init(object_store_memory=EMBEDDED_OBJECT_STORE, **quiet)
@@ -393,7 +400,8 @@ def _ray_session(address: str | None) -> Iterator[None]:
                 raise NcaError(f"--ray {address or ''}: cannot start or reach Ray ({exc})".replace("  ", " ")) from None
         yield
     finally:
-        ray_log.setLevel(level)
+        for log, level in zip(loggers, levels):
+            log.setLevel(level)
         if started and ray.is_initialized():
             ray.shutdown()
 

@@ -31,13 +31,11 @@ def apply_on_ray_cli(rule_path: Path, inputs: list[str], out: Path | None, addre
     from rich.markup import escape
 
     from ncaedit.cli import _console, _progress
-    from ncaedit.ray_apply import VIDEO_SKIPPED, apply_on_ray
+    from ncaedit.ray_apply import VIDEO_SKIPPED, apply_on_ray, require_ray
 
     if out is None:
         raise NcaError("--ray writes into an output folder: give --out DIR (a local folder or an s3://, gs://, abfs:// URI)")
-    # Ray's C++ core logs notices (arguments kept in the object store for actor restarts) straight to
-    # stderr; errors that matter reach us as exceptions or as failed photos.
-    os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
+    require_ray()  # before the progress bar shows
     counts = {"done": 0, "skipped": 0, "failed": 0}
     videos = 0
     with _progress() as bar:
