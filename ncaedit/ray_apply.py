@@ -259,7 +259,7 @@ def apply_on_ray(
         except OSError as exc:
             raise NcaError(f"--mask {mask}: cannot read ({exc.strerror})") from None
     listing = plan_listing(inputs, out, filesystem, recursive, fmt, overwrite)
-    summary, started = BatchSummary(), time.perf_counter()
+    summary, started, listed = BatchSummary(), time.perf_counter(), 0
     with _ray_session(address):
         gpus, pool = _placement(ray.cluster_resources(), device, cpus_per_worker, gpus_per_worker, workers)
         job = RayJob(
@@ -272,13 +272,14 @@ def apply_on_ray(
         )
         for block in photos.iter_batches(batch_size=None, batch_format="pyarrow"):
             for source, target, status, detail in zip(*block.to_pydict().values()):
+                listed += 1
                 outcome = Outcome(Item(Path(listing.source.show(source)), Path(listing.dest.show(target))), status, detail)
                 if keep_outcomes or status == "failed":
                     getattr(summary, status).append(outcome)
                 if on_outcome:
                     on_outcome(outcome)
     summary.seconds = time.perf_counter() - started
-    if not (summary.outcomes or on_outcome and not keep_outcomes):
+    if not listed:
         raise NcaError(f"no images or videos found in {' '.join(map(str, inputs))}")
     return summary
 
