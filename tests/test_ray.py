@@ -157,6 +157,14 @@ def test_listing_names_outputs_as_local_apply_does(tmp_path, library):
     assert {"p00-png.png", "p00-jpg.png"} <= {Path(dst).name for _, dst, _, _ in rows}  # --format png makes them meet
     assert {status for *_, status, _ in rows} == {"todo"}
 
+    copy = tmp_path / "copy"  # --out inside the input folder: earlier outputs are never inputs
+    shutil.copytree(library, copy)
+    (copy / "styled").mkdir()
+    write_rgb(copy / "styled" / "p00.png", smooth_photo(16, 16))
+    listing = plan_listing([str(copy)], copy / "styled", None, True, None, False)
+    sources = [src for block in listing.rows(0) for src in block["source"]]
+    assert len(sources) == 21 and not any("styled" in src for src in sources)
+
 
 def test_ray_option_parsing_and_a_missing_extra(tmp_path, rule_file, library, capsys, monkeypatch):
     assert bare_ray(["apply", "r.nca", "--ray", "in/", "-o", "x"]) == ["apply", "r.nca", "--ray", "local", "in/", "-o", "x"]
