@@ -55,7 +55,7 @@ class RayJob:
 
 @dataclass(frozen=True)
 class Listing:
-    """The inputs of one batch and where their outputs go; `list_rows` expands it inside Ray tasks."""
+    """The inputs of one batch and where their outputs go; `rows` expands one input inside a Ray task."""
 
     inputs: tuple[tuple[str, str], ...]  # (path, "file" | "folder" | "glob") on `source`'s filesystem
     base: str  # outputs mirror the inputs below this folder
@@ -66,8 +66,8 @@ class Listing:
     overwrite: bool
 
     def rows(self, index: int) -> Iterator[dict[str, list]]:
-        """Blocks of rows (source, out, status, detail) for input `index`: status "todo", "skipped"
-        (the output exists, or a video) or "failed"."""
+        """Blocks of rows (source, out, status, detail) for input `index`: status "todo" or "skipped"
+        (the output exists, or a video)."""
         from ncaedit.filesystems import glob_matches, walk
 
         path, what = self.inputs[index]
@@ -102,7 +102,10 @@ class Listing:
             wanted = [f for f in wanted if not _inside(f, self.dest.path)]  # earlier outputs are never inputs
         if not wanted:
             return []
-        items = plan_outputs([(Path(f), Path(self.base)) for f in wanted], Path(self.dest.path), self.fmt)
+        try:
+            items = plan_outputs([(Path(f), Path(self.base)) for f in wanted], Path(self.dest.path), self.fmt)
+        except NcaError as exc:
+            raise NcaError(f"{self.source.show(os.path.dirname(wanted[0]))}: {exc}") from None
         present = existing_names(Place(self.dest.fs, str(items[0].out.parent)))
         rows = []
         for item in items:
@@ -261,6 +264,11 @@ def apply_on_ray(
     listing = plan_listing(inputs, out, filesystem, recursive, fmt, overwrite)
     summary, started, listed = BatchSummary(), time.perf_counter(), 0
     with _ray_session(address):
+        if listing.dest.local:  # made once Ray is up, so that a failed start leaves nothing behind
+            try:
+                Path(listing.dest.path).mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise NcaError(f"--out {out}: cannot make the folder ({exc.strerror})") from None
         gpus, pool = _placement(ray.cluster_resources(), device, cpus_per_worker, gpus_per_worker, workers)
         job = RayJob(
             rule_bytes, steps, seed, strength, tile, device, cpus_per_worker, overwrite, max_pixels, listing.source.fs,
@@ -270,7 +278,7 @@ def apply_on_ray(
             PhotoEditor, fn_constructor_kwargs={"job": job}, batch_size=None, batch_format="pyarrow",
             compute=ray.data.ActorPoolStrategy(size=pool), num_cpus=cpus_per_worker, num_gpus=gpus,
         )
-        for block in photos.iter_batches(batch_size=None, batch_format="pyarrow"):
+        for block in _results(photos):
             for source, target, status, detail in zip(*block.to_pydict().values()):
                 listed += 1
                 outcome = Outcome(Item(Path(listing.source.show(source)), Path(listing.dest.show(target))), status, detail)
@@ -284,6 +292,21 @@ def apply_on_ray(
     return summary
 
 
+def _results(photos) -> Iterator:
+    """The dataset's blocks as they finish. A listing that fails (a folder that cannot be read, two
+    inputs that would get one name) stops the batch as local apply does, with its own message
+    rather than Ray's traceback."""
+    try:
+        yield from photos.iter_batches(batch_size=None, batch_format="pyarrow")
+    except Exception as exc:
+        seen = exc
+        while seen is not None:
+            if type(seen) is NcaError:  # Ray Data appends advice on retries to the message: keep our line
+                raise NcaError(str(seen).splitlines()[0]) from exc
+            seen = getattr(seen, "cause", None) or seen.__cause__
+        raise
+
+
 def require_ray():
     """The ray module, or the one line that says how to install it."""
     try:
@@ -295,7 +318,7 @@ def require_ray():
 
 
 def plan_listing(inputs, out, filesystem, recursive: bool, fmt: str | None, overwrite: bool) -> Listing:
-    """Look up each input once (a file, a folder or a glob) and the output folder; lists nothing."""
+    """Look up each input once (a file, a folder or a glob) and the output folder; lists and makes nothing."""
     import glob
 
     from ncaedit.batch import FORMATS, _glob_root
@@ -328,11 +351,6 @@ def plan_listing(inputs, out, filesystem, recursive: bool, fmt: str | None, over
             raise NcaError(f"{arg}: no such file or folder")
         entries.append((place.path, what))
         roots.append(root)
-    if dest.local:
-        try:
-            Path(dest.path).mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise NcaError(f"--out {out}: cannot make the folder ({exc.strerror})") from None
     return Listing(tuple(entries), os.path.commonpath(roots), source, dest, recursive, fmt, overwrite)
 
 
@@ -384,10 +402,10 @@ def _ray_session(address: str | None) -> Iterator[None]:
     context = DataContext.get_current()
     context.enable_progress_bars = False
     context.print_on_execution_start = False
-    loggers = [logging.getLogger(name) for name in ("ray", "ray.data")]  # Ray's notices; failures still raise
+    loggers = [logging.getLogger(name) for name in ("ray", "ray.data")]  # Ray's notices and tracebacks: failures raise
     levels = [log.level for log in loggers]
     for log in loggers:
-        log.setLevel(logging.ERROR)
+        log.setLevel(logging.CRITICAL)
     started = not ray.is_initialized()
     try:
         if started:
