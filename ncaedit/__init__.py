@@ -8,8 +8,8 @@ The Python API (api.py), imported lazily so that `import ncaedit` and `ncaedit -
     summary = ncaedit.apply_files(rule, ["photos/"], "styled/")
 
 Data flow, one file per step: photo (image.py) -> state (state.py) -> rollout (rule.py)
--> loss (style_loss.py, lossnet.py) -> training (train.py) -> rule file (rulefile.py)
--> apply (apply.py). The command line lives in cli.py.
+-> loss (style_loss.py, lossnet.py) -> training (train.py) -> rule file (nca_format.py)
+-> apply (apply.py). The command line lives in cli/ (commands.py, job.py, preview.py).
 """
 
 import os

@@ -12,8 +12,9 @@ import torch
 
 from ncaedit.errors import NcaError
 from ncaedit.image import to_samples
+from ncaedit.inference import run_inplace
 from ncaedit.paths import atomic_output
-from ncaedit.rule import Rule, rollout
+from ncaedit.rule import Rule
 from ncaedit.state import make_state, working_rgb
 
 SUFFIXES = (".gif", ".mp4")
@@ -34,7 +35,7 @@ def rollout_frames(
     frames = [frame()]
     for first in range(0, steps, every):
         n = min(every, steps - first)
-        state = rollout(rule, state, n, seed=seed, first_step=first)
+        state = run_inplace(rule, state, n, seed=seed, first_step=first)
         frames.append(frame())
         if on_steps:
             on_steps(n)

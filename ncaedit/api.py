@@ -7,7 +7,7 @@
     summary = ncaedit.apply_files(rule, ["holiday/"], "styled/")
 
 Nothing here prints: progress and warnings reach the caller through callbacks, as data. The command
-line (cli.py, job.py) is a layer over these functions that adds the console and the files' names.
+line (cli/commands.py, cli/job.py) is a layer over these functions that adds the console and the files' names.
 """
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from ncaedit.config import DEFAULT_CLIP_MODEL, DEFAULT_DEVICE, DEFAULT_LOSS_NET, DEFAULT_PRESET, DEFAULT_SOURCE_PROMPT, DEFAULT_STEPS
 from ncaedit.errors import NcaError
-from ncaedit.mode import Mode
+from ncaedit.modes import Mode
 
-DEFAULT_STEPS = 32  # steps to apply a rule whose metadata does not say (rules made before default_steps was recorded)
 
 
 @dataclass(frozen=True)
@@ -57,14 +57,14 @@ class Rule:
     @classmethod
     def load(cls, path: str | Path) -> Rule:
         """Read a .nca file (checked: format, architecture, checksum, finite weights; never runs code)."""
-        from ncaedit.rulefile import load_rule
+        from ncaedit.nca_format import load_rule
 
         loaded = load_rule(path)
         return cls(loaded.rule, loaded.metadata, Path(path).stem)
 
     def save(self, path: str | Path) -> Path:
         """Write the rule to `path` (.nca) atomically: a crash never leaves a half-written file."""
-        from ncaedit.rulefile import save_rule
+        from ncaedit.nca_format import save_rule
 
         return save_rule(self.network, path, self.metadata)
 
@@ -82,7 +82,7 @@ class Rule:
         strength: float = 1.0,
         mask: Any = None,
         tile: int | None = None,
-        device: str = "auto",
+        device: str = DEFAULT_DEVICE,
     ) -> Any:
         """The edited image, of the kind given: a PIL image, a numpy array (HWC uint8, uint16 or float in
         [0, 1]; RGB or RGBA out), a torch tensor ((N,) C, H, W) or a path (then an image.Photo).
@@ -134,8 +134,8 @@ def train(
     photo: Any,
     mode: Mode,
     *,
-    preset: str = "fast",
-    device: str = "auto",
+    preset: str = DEFAULT_PRESET,
+    device: str = DEFAULT_DEVICE,
     callback: Callback | None = None,
     overrides: dict[str, dict[str, Any]] | None = None,
     train_on: Path | None = None,
@@ -144,7 +144,7 @@ def train(
     checkpoint_interval: int = 10,
     resume: bool = False,
 ) -> Training:
-    """Train a rule for `mode` (stylize.style_mode, prompting.prompt_mode) on `photo`. `overrides`
+    """Train a rule for `mode` (modes.style.style_mode, modes.prompt.prompt_mode) on `photo`. `overrides`
     are recipe keys by table ({"train": {"iterations": 10}}); with `checkpoint`, progress is saved
     there every `checkpoint_interval` iterations and `resume` continues from it."""
     from ncaedit.device import resolve_device
@@ -221,12 +221,12 @@ def train_style(
     photo: Any,
     style: Any,
     *,
-    preset: str = "fast",
-    device: str = "auto",
+    preset: str = DEFAULT_PRESET,
+    device: str = DEFAULT_DEVICE,
     seed: int | None = None,
     callback: Callback | None = None,
     style_scale: float = 1.0,
-    loss_net: str = "auto",
+    loss_net: str = DEFAULT_LOSS_NET,
     vgg_weights: Path | None = None,
     train_on: Path | None = None,
     **overrides: Any,
@@ -238,7 +238,7 @@ def train_style(
     Iteration after every training iteration (return True to stop: the best rule so far is
     returned) and Events (warnings, notices). Ctrl-C also stops at the end of an iteration."""
     from ncaedit.recipe import nest_overrides
-    from ncaedit.stylize import style_mode
+    from ncaedit.modes.style import style_mode
 
     mode = style_mode(style, style_scale=style_scale, loss_net=loss_net, vgg_weights=vgg_weights)
     nested = nest_overrides(overrides | {"seed": seed}, mode.kind)
@@ -249,17 +249,17 @@ def train_prompt(
     photo: Any,
     prompt: str,
     *,
-    preset: str = "fast",
-    device: str = "auto",
+    preset: str = DEFAULT_PRESET,
+    device: str = DEFAULT_DEVICE,
     seed: int | None = None,
     callback: Callback | None = None,
-    source_prompt: str = "a photo",
-    clip_model: str = "ViT-B-32",
+    source_prompt: str = DEFAULT_SOURCE_PROMPT,
+    clip_model: str = DEFAULT_CLIP_MODEL,
     pretrained: str | None = None,
     clip_weights: Path | None = None,
     aesthetic: float | None = None,
     aesthetic_weights: Path | None = None,
-    loss_net: str = "auto",
+    loss_net: str = DEFAULT_LOSS_NET,
     vgg_weights: Path | None = None,
     train_on: Path | None = None,
     **overrides: Any,
@@ -267,7 +267,7 @@ def train_prompt(
     """Train a rule that edits `photo` toward a text `prompt` ("a pencil sketch", or weighted
     "a pencil sketch:1 | charcoal:0.5"), guided by CLIP. Options, overrides and callback as for
     `train_style`; CLIP weights come from the cache (see README, "CLIP weights") or `clip_weights`."""
-    from ncaedit.prompting import prompt_mode
+    from ncaedit.modes.prompt import prompt_mode
     from ncaedit.recipe import nest_overrides
 
     clip = {"model": clip_model, "pretrained": pretrained, "weights": clip_weights}
@@ -309,7 +309,7 @@ def apply_files(
     feather: float = 0.0,
     tile: int | None = None,
     carry: bool = False,
-    device: str = "auto",
+    device: str = DEFAULT_DEVICE,
     max_pixels: int | None = None,
     on_start: Callable[[list], None] | None = None,
     on_file: Callable[[Any, float | None], None] | None = None,

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ncaedit.config import DEFAULT_MAX_PIXELS
 from ncaedit.errors import NcaError
 from ncaedit.paths import write_atomic
 from ncaedit.png16 import png_bit_depth, png_size, read_png16, write_png16
@@ -27,7 +28,6 @@ from ncaedit.png16 import png_bit_depth, png_size, read_png16, write_png16
 READ_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp"}
 WRITE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff"}
 MIN_SIDE = 8
-DEFAULT_MAX_PIXELS = 200_000_000  # refuse decompression bombs above this many pixels
 
 
 @dataclass

@@ -15,14 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ncaedit.config import DEFAULT_PRESET, LOSS_CONFIGS, RENAMED_KEYS, PromptLossConfig, RuleConfig, StyleLossConfig, TrainConfig
 from ncaedit.errors import NcaError
-from ncaedit.prompt_loss import PromptLossConfig
-from ncaedit.rule import RuleConfig
-from ncaedit.style_loss import StyleLossConfig
-from ncaedit.train import TrainConfig
-
-DEFAULT_PRESET = "fast"
-LOSS_CONFIGS = {"style": StyleLossConfig, "prompt": PromptLossConfig}  # mode -> what its [loss] table holds
 
 
 @dataclass
@@ -109,6 +103,7 @@ def _set(recipe: Recipe, section: str, values: dict, where: str) -> None:
         raise NcaError(f"{where}: unknown table [{section}] (expected [rule], [train], [loss])")
     fields = {f.name: f for f in dataclasses.fields(part)}
     for key, value in values.items():
+        key = RENAMED_KEYS.get(f"{section}.{key}", key)
         if key not in fields:
             raise NcaError(f"{where}: unknown key {section}.{key} (known: {', '.join(fields)})")
         current = getattr(part, key)

@@ -22,42 +22,12 @@ from typing import Callable
 import numpy as np
 import torch
 
+from ncaedit.config import CHECKPOINT_INTERVAL, TrainConfig
 from ncaedit.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from ncaedit.errors import NcaError
 from ncaedit.rule import Rule, RuleConfig, rollout
 from ncaedit.state import make_state
 from ncaedit.stop import StopOnSignals
-
-
-@dataclass
-class TrainConfig:
-    iterations: int = 300
-    batch: int = 4
-    crop: int = 96  # side of the square training crops
-    train_size: int = 256  # photos are resized so their longer side is this before cropping
-    pool: int = 64
-    steps_min: int = 16
-    steps_max: int = 32
-    fresh_per_batch: int = 1  # fresh crops injected into every batch
-    lr: float = 2e-3
-    lr_decay_at: tuple[float, ...] = (0.5, 0.8)  # fractions of the run where the LR is multiplied by lr_decay
-    lr_decay: float = 0.3
-    checkpoint_every: int = 8  # steps per gradient-checkpoint segment; 0 keeps all activations
-    seed: int = 0
-
-    def validate(self) -> None:
-        if self.iterations < 1 or self.batch < 1 or self.pool < self.batch:
-            raise NcaError("train: iterations and batch must be >= 1 and pool >= batch")
-        if self.crop < 16 or self.train_size < self.crop:
-            raise NcaError("train: crop must be >= 16 and train_size >= crop")
-        if not 1 <= self.steps_min <= self.steps_max:
-            raise NcaError("train: need 1 <= steps_min <= steps_max")
-        if not 0 <= self.fresh_per_batch <= self.batch:
-            raise NcaError("train: fresh_per_batch must be between 0 and batch")
-        if not 0 < self.lr < math.inf or self.checkpoint_every < 0:
-            raise NcaError("train: lr must be a finite number > 0 and checkpoint_every >= 0")
-        if not 0 <= self.seed < 2**63:
-            raise NcaError("train: seed must be between 0 and 2**63 - 1")
 
 
 @dataclass
@@ -80,7 +50,7 @@ class Checkpointing:
     image hash, prompt, ...), so that a checkpoint is only ever continued by the same run."""
 
     path: Path
-    every: int = 10  # iterations between saves; also saved when a signal stops training
+    interval: int = CHECKPOINT_INTERVAL  # iterations between saves; also saved when a signal stops training
     resume: bool = False
     key: str = ""
 
@@ -204,7 +174,7 @@ def train_rule(
                 if config.fresh_per_batch:
                     batch[: config.fresh_per_batch] = fresh(config.fresh_per_batch)
                 steps = rng.randint(config.steps_min, config.steps_max)
-                out = rollout(rule, batch, steps, seed=rng.randrange(2**31), checkpoint_every=config.checkpoint_every)
+                out = rollout(rule, batch, steps, seed=rng.randrange(2**31), checkpoint_every=config.grad_checkpoint_every)
                 terms = loss_fn(out, gen)
                 loss = terms["total"]
                 fault = "state" if not torch.isfinite(out).all() else "loss" if not torch.isfinite(loss) else None
@@ -243,7 +213,7 @@ def train_rule(
                 opt.step()
                 pool[idx] = out.detach()
                 asked = on_iteration is not None and on_iteration(it, record) is True  # the caller may ask to stop
-                if asked or stop.signal is not None or (checkpointing and (it + 1) % checkpointing.every == 0):
+                if asked or stop.signal is not None or (checkpointing and (it + 1) % checkpointing.interval == 0):
                     if checkpointing:
                         save(it + 1)
                     if asked or stop.signal is not None:

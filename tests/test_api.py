@@ -17,7 +17,7 @@ import ncaedit
 from ncaedit.cli import main
 from ncaedit.rule import Rule as Network, RuleConfig
 
-from conftest import smooth_photo, stripes, write_rgb
+from helpers import smooth_photo, stripes, write_rgb
 
 ROOT = Path(__file__).resolve().parents[1]
 

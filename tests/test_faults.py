@@ -15,18 +15,18 @@ from ncaedit import train as train_module
 from ncaedit.checkpoint import load_checkpoint
 from ncaedit.cli import main
 from ncaedit.errors import NcaError
-from ncaedit.job import Job, run_job
+from ncaedit.cli.job import Job, run_job
 from ncaedit.lossnet import RandomFilters
-from ncaedit.mode import Mode, ModeSetup
+from ncaedit.modes import Mode, ModeSetup
 from ncaedit.rule import RuleConfig
-from ncaedit.rulefile import load_rule
+from ncaedit.nca_format import load_rule
 from ncaedit.style_loss import StyleLoss, StyleLossConfig
 from ncaedit.train import MAX_RECOVERIES, Checkpointing, TrainConfig, lr_at, train_rule
 
-from conftest import TINY_PRESET, smooth_photo, stripes, write_rgb
+from helpers import TINY_PRESET, smooth_photo, stripes, write_rgb
 
 RULE = RuleConfig(hidden_channels=2, width=8)
-CONFIG = dict(iterations=8, batch=1, crop=16, train_size=32, pool=2, steps_min=2, steps_max=3, checkpoint_every=0, lr=1e-2)
+CONFIG = dict(iterations=8, batch=1, crop=16, train_size=32, pool=2, steps_min=2, steps_max=3, grad_checkpoint_every=0, lr=1e-2)
 PHOTOS = [smooth_photo(32, 32)]
 
 
@@ -153,7 +153,7 @@ def test_cli_divergence_saves_the_best_rule_and_fails_in_one_line(tmp_path, capf
 
 def test_signal_stops_at_the_end_of_an_iteration_with_a_checkpoint(style_loss, tmp_path):
     before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
-    ckpt = Checkpointing(tmp_path / "run.ckpt", every=100)
+    ckpt = Checkpointing(tmp_path / "run.ckpt", interval=100)
     events = []
     result = train_rule(PHOTOS, Faulty(style_loss, {3: "SIGTERM"}), RULE, TrainConfig(**CONFIG), checkpointing=ckpt, on_event=events.append)
     assert result.interrupted and result.stop_signal == signal.SIGTERM
@@ -172,7 +172,7 @@ def test_a_second_signal_stops_at_once(style_loss):
 def test_resume_continues_where_the_checkpoint_left_off(style_loss, tmp_path, rules_made):
     config = TrainConfig(**CONFIG)
     path = tmp_path / "run.ckpt"
-    first = train_rule(PHOTOS, Faulty(style_loss, {4: "SIGINT"}), RULE, config, checkpointing=Checkpointing(path, every=2))
+    first = train_rule(PHOTOS, Faulty(style_loss, {4: "SIGINT"}), RULE, config, checkpointing=Checkpointing(path, interval=2))
     saved = load_checkpoint(path)
     assert saved.iteration == 4 and len(saved.history) == 4
 
@@ -184,7 +184,7 @@ def test_resume_continues_where_the_checkpoint_left_off(style_loss, tmp_path, ru
         return style_loss(state, gen)
 
     resumed = train_rule(
-        PHOTOS, loss, RULE, config, checkpointing=Checkpointing(path, every=2, resume=True),
+        PHOTOS, loss, RULE, config, checkpointing=Checkpointing(path, interval=2, resume=True),
         on_iteration=lambda it, rec: starts.append(it),
     )
     assert resumed.resumed_at == 4 and starts[0] == 4
@@ -274,7 +274,7 @@ train_size = 32
 pool = 2
 steps_min = 2
 steps_max = 3
-checkpoint_every = 0
+grad_checkpoint_every = 0
 [loss]
 style_size = 32
 """

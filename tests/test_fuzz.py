@@ -26,9 +26,9 @@ from ncaedit.errors import NcaError
 from ncaedit.image import Photo, load_image
 from ncaedit.png16 import write_png16
 from ncaedit.rule import Rule, RuleConfig
-from ncaedit.rulefile import load_rule, read_metadata, save_rule
+from ncaedit.nca_format import load_rule, read_metadata, save_rule
 
-from conftest import smooth_photo
+from helpers import smooth_photo
 
 FUZZ = settings(max_examples=80, deadline=timedelta(seconds=10), suppress_health_check=[HealthCheck.too_slow], derandomize=True)
 LIMIT = 1 << 20  # a small pixel limit keeps mutated headers from asking for big (legal) decodes

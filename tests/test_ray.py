@@ -19,11 +19,11 @@ from ncaedit.api import apply_files
 from ncaedit.image import load_image
 from ncaedit.png16 import write_png16
 from ncaedit.ray_apply import KILL_ONCE_ENV, VIDEO_SKIPPED, apply_on_ray
-from ncaedit.ray_cli import bare_ray
+from ncaedit.cli.on_ray import bare_ray
 from ncaedit.rule import Rule, RuleConfig
-from ncaedit.rulefile import save_rule
+from ncaedit.nca_format import save_rule
 
-from conftest import smooth_photo, write_rgb
+from helpers import smooth_photo, write_rgb
 
 ray = pytest.importorskip("ray", reason='the ray extra is not installed (pip install -e ".[dev]")')
 

@@ -4,13 +4,22 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
 
+from ncaedit.config import (
+    DEFAULT_CLIP_MODEL,
+    DEFAULT_DEVICE,
+    DEFAULT_LOSS_NET,
+    DEFAULT_MAX_PIXELS,
+    DEFAULT_PRESET,
+    DEFAULT_SOURCE_PROMPT,
+    DEFAULT_STEPS,
+)
 from ncaedit.errors import NcaError
 
-MAX_PIXELS_HELP = "Refuse input images with more pixels than this (decompression bombs) (default: 200,000,000)."
+MAX_PIXELS_HELP = f"Refuse input images with more pixels than this (decompression bombs) (default: {DEFAULT_MAX_PIXELS:,})."
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Edit photos with Neural Cellular Automata.")
 
@@ -57,43 +66,66 @@ class _progress_later:
             self._bar.__exit__(*exc)
 
 
+# Options that `style` and `prompt` share, declared once.
+Photo = Annotated[Path, typer.Argument(help="The photo to edit.")]
+RulePath = Annotated[Optional[Path], typer.Option("--rule", help="Where to save the rule (default: the output's name with .nca).")]
+Iterations = Annotated[Optional[int], typer.Option(help="Training iterations (preset train.iterations).")]
+Seed = Annotated[Optional[int], typer.Option(help="Random seed; the same seed gives the same rule on the same machine.")]
+TrainSteps = Annotated[Optional[int], typer.Option(help="Steps to run the rule on the photo (default: the longest training rollout).")]
+ContentWeight = Annotated[Optional[float], typer.Option(help="How strongly to keep the photo's layout.")]
+Width = Annotated[Optional[int], typer.Option(help="Hidden units of the rule's network.")]
+Crop = Annotated[Optional[int], typer.Option(help="Side of the square training crops, in pixels.")]
+Lr = Annotated[Optional[float], typer.Option(help="Learning rate.")]
+VggWeights = Annotated[Optional[Path], typer.Option("--vgg-weights", help="Local VGG19 weights (.pth or .safetensors).")]
+TrainOn = Annotated[Optional[Path], typer.Option("--train-on", help="Also train on the photos in this folder, so the rule generalises.")]
+Device = Annotated[str, typer.Option(help="auto (CUDA, then MPS, then the CPU), cpu, cuda or mps.")]
+Resume = Annotated[bool, typer.Option("--resume", help="Continue an interrupted run of the same command from its checkpoint.")]
+MaxPixels = Annotated[Optional[int], typer.Option("--max-pixels", min=1, help=MAX_PIXELS_HELP)]
+Overwrite = Annotated[bool, typer.Option("--overwrite", help="Redo outputs that already exist (a rerun skips them).")]
+ApplySeed = Annotated[int, typer.Option(help="Seed of the stochastic cell updates.")]
+RuleFile = Annotated[Path, typer.Argument(metavar="RULE", help="A .nca rule file.")]
+
+
+def _train_overrides(iterations, seed, crop, lr, width, **loss) -> dict:
+    """Recipe keys set on the command line, by table (recipe.load_recipe ignores None)."""
+    return {"train": {"iterations": iterations, "seed": seed, "crop": crop, "lr": lr}, "rule": {"width": width}, "loss": loss}
+
+
 @app.command()
 def style(
-    photo: Path = typer.Argument(..., help="The photo to edit."),
+    photo: Photo,
     style_image: Path = typer.Option(..., "--style", "-s", help="The style image whose colours and textures to take."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Edited image (default: PHOTO-STYLE.png beside the photo)."),
-    rule_path: Optional[Path] = typer.Option(None, "--rule", help="Where to save the rule (default: the output's name with .nca)."),
-    preset: str = typer.Option("fast", "--preset", "-p", help="Training recipe: fast, balanced, quality, or a .toml path."),
-    iterations: Optional[int] = typer.Option(None, help="Training iterations (preset train.iterations)."),
-    seed: Optional[int] = typer.Option(None, help="Random seed; the same seed gives the same rule on the same machine."),
-    steps: Optional[int] = typer.Option(None, help="Steps to run the rule on the photo (default: the longest training rollout)."),
+    rule_path: RulePath = None,
+    preset: str = typer.Option(DEFAULT_PRESET, "--preset", "-p", help="Training recipe: fast, balanced, quality, or a .toml path."),
+    iterations: Iterations = None,
+    seed: Seed = None,
+    steps: TrainSteps = None,
     style_scale: float = typer.Option(1.0, "--style-scale", help="Size of the style's features: >1 bigger, <1 finer."),
     style_distance: Optional[str] = typer.Option(None, "--style-distance", help="gram or sw (sliced Wasserstein)."),
-    content_weight: Optional[float] = typer.Option(None, help="How strongly to keep the photo's layout."),
+    content_weight: ContentWeight = None,
     colour_weight: Optional[float] = typer.Option(None, "--colour-weight", help="How strongly to take the style's colours."),
-    width: Optional[int] = typer.Option(None, help="Hidden units of the rule's network."),
-    crop: Optional[int] = typer.Option(None, help="Side of the square training crops, in pixels."),
-    lr: Optional[float] = typer.Option(None, help="Learning rate."),
-    loss_net: str = typer.Option("auto", "--loss-net", help="auto (VGG19 if its weights can be had), vgg19, or random."),
-    vgg_weights: Optional[Path] = typer.Option(None, "--vgg-weights", help="Local VGG19 weights (.pth or .safetensors)."),
-    train_on: Optional[Path] = typer.Option(None, "--train-on", help="Also train on the photos in this folder, so the rule generalises."),
+    width: Width = None,
+    crop: Crop = None,
+    lr: Lr = None,
+    loss_net: str = typer.Option(DEFAULT_LOSS_NET, "--loss-net", help="auto (VGG19 if its weights can be had), vgg19, or random."),
+    vgg_weights: VggWeights = None,
+    train_on: TrainOn = None,
     preview: bool = typer.Option(False, "--preview", help="Also write a source|style|result sheet and a loss curve."),
-    device: str = typer.Option("cpu", help="cpu, cuda or mps."),
-    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run of the same command from its checkpoint."),
-    max_pixels: Optional[int] = typer.Option(None, "--max-pixels", min=1, help=MAX_PIXELS_HELP),
+    device: Device = DEFAULT_DEVICE,
+    resume: Resume = False,
+    max_pixels: MaxPixels = None,
 ) -> None:
     """Train a rule that repaints PHOTO in the style of --style, then apply it to PHOTO."""
-    from ncaedit.job import Job, run_job
-    from ncaedit.stylize import style_mode
+    from ncaedit.cli.job import Job, run_job
+    from ncaedit.modes.style import style_mode
 
     job = Job(
         photo=photo, out=out, rule_path=rule_path, preset=preset, steps=steps, train_on=train_on, preview=preview, device=device,
         resume=resume, max_pixels=max_pixels,
-        overrides={
-            "train": {"iterations": iterations, "seed": seed, "crop": crop, "lr": lr},
-            "rule": {"width": width},
-            "loss": {"style_distance": style_distance, "content_weight": content_weight, "colour_weight": colour_weight},
-        },
+        overrides=_train_overrides(
+            iterations, seed, crop, lr, width, style_distance=style_distance, content_weight=content_weight, colour_weight=colour_weight
+        ),
     )
     mode = style_mode(style_image, style_scale=style_scale, loss_net=loss_net, vgg_weights=vgg_weights, max_pixels=max_pixels)
     run_job(job, mode, _console(), _progress)
@@ -101,27 +133,27 @@ def style(
 
 @app.command("apply")
 def apply_cmd(
-    rule_path: Path = typer.Argument(..., metavar="RULE", help="A .nca rule file."),
+    rule_path: RuleFile,
     inputs: list[str] = typer.Argument(..., metavar="INPUT...", help="Photos, videos (.mp4, ...), folders or globs."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder (made if missing); for a single input, an output file may be named (default: IMAGE-RULE.ext beside it)."),
     recursive: bool = typer.Option(False, "--recursive", "-r", help="Also take the images in subfolders of folder inputs."),
     fmt: Optional[str] = typer.Option(None, "--format", help="Output format of photos: png, jpg, webp or tif (default: as the input)."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Redo outputs that already exist (a rerun skips them)."),
+    overwrite: Overwrite = False,
     steps: Optional[int] = typer.Option(None, help="Steps to run: the strength of the edit (default: from the rule)."),
-    seed: int = typer.Option(0, help="Seed of the stochastic cell updates."),
+    seed: ApplySeed = 0,
     strength: float = typer.Option(1.0, help="Blend with the source: 0 keeps the source, 1 is the full edit."),
     mask: Optional[Path] = typer.Option(None, help="Edit only where this image is white (grey: partly); stretched to each photo."),
     feather: float = typer.Option(0.0, help="Soften the mask's edges by this many pixels."),
     tile: Optional[int] = typer.Option(None, help="Tile side in pixels: smaller needs less memory, same result (default: sized to the steps and cores)."),
     carry: bool = typer.Option(False, "--carry", help="Videos: start each frame from the previous frame's hidden state."),
-    device: str = typer.Option("auto", help="auto, cpu, cuda or mps."),
-    max_pixels: Optional[int] = typer.Option(None, "--max-pixels", min=1, help=MAX_PIXELS_HELP),
+    device: Device = DEFAULT_DEVICE,
+    max_pixels: MaxPixels = None,
     ray: Optional[str] = typer.Option(None, "--ray", metavar="[ADDRESS]", help='Edit the photos on Ray (pip install "ncaedit\\[ray]"): alone, Ray on this machine; auto, this machine\'s cluster; ray://HOST:10001, a remote one. INPUT and --out may then be s3://, gs:// or abfs:// URIs. Videos stay on the local path.'),
     ray_gpus_per_worker: Optional[float] = typer.Option(None, "--ray-gpus-per-worker", help="GPUs per Ray worker; a fraction shares one (default: 1 where the cluster has GPUs)."),
 ) -> None:
     """Run a trained rule on photos and videos of any size: files, folders or globs, into --out."""
-    if ray is not None:  # the photos go to a Ray cluster: ray_cli.py
-        from ncaedit.ray_cli import apply_on_ray_cli
+    if ray is not None:  # the photos go to a Ray cluster: cli/on_ray.py
+        from ncaedit.cli.on_ray import apply_on_ray_cli
 
         options = dict(recursive=recursive, overwrite=overwrite, fmt=fmt, steps=steps, seed=seed, strength=strength, mask=mask, feather=feather, tile=tile, device=device, max_pixels=max_pixels)
         return apply_on_ray_cli(rule_path, inputs, out, None if ray == "local" else ray, ray_gpus_per_worker, **options)
@@ -178,37 +210,37 @@ def _report_batch(summary, single: bool, out: Optional[Path], console) -> None:
 
 
 @app.command()
-def info(rule_path: Path = typer.Argument(..., metavar="RULE", help="A .nca rule file.")) -> None:
+def info(rule_path: RuleFile) -> None:
     """Print a rule file's metadata."""
     import json
 
-    from ncaedit.rulefile import read_metadata
+    from ncaedit.nca_format import read_metadata
 
     print(json.dumps(read_metadata(rule_path), indent=2, sort_keys=True))
 
 
 @app.command()
 def animate(
-    rule_path: Path = typer.Argument(..., metavar="RULE", help="A .nca rule file."),
-    image: Path = typer.Argument(..., help="The photo to edit."),
+    rule_path: RuleFile,
+    image: Photo,
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="A .gif (looping) or .mp4 (default: IMAGE-RULE.gif beside the image)."),
     steps: Optional[int] = typer.Option(None, help="Steps to run (default: from the rule)."),
     every: int = typer.Option(1, help="A frame every this many steps."),
     fps: float = typer.Option(12.0, help="Frames per second."),
     size: int = typer.Option(512, help="Longer side of the animation in pixels; 0 keeps the photo's size."),
-    seed: int = typer.Option(0, help="Seed of the stochastic cell updates."),
+    seed: ApplySeed = 0,
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace --out if it exists."),
-    device: str = typer.Option("auto", help="auto, cpu, cuda or mps."),
+    device: Device = DEFAULT_DEVICE,
 ) -> None:
     """Show the rule at work: the rollout on IMAGE as a looping GIF or an MP4."""
     from ncaedit.animate import SUFFIXES, rollout_frames, write_animation
     from ncaedit.device import resolve_device
     from ncaedit.image import fit_long_side, load_image
     from ncaedit.paths import check_output, free_name
-    from ncaedit.rulefile import load_rule
+    from ncaedit.nca_format import load_rule
 
     rf = load_rule(rule_path)
-    n = rf.metadata.get("default_steps", 32) if steps is None else steps
+    n = rf.metadata.get("default_steps", DEFAULT_STEPS) if steps is None else steps
     if n < 1 or every < 1 or fps <= 0 or size < 0:
         raise NcaError("--steps and --every must be at least 1, --fps above 0 and --size 0 or more")
     out = out or free_name(image.with_name(f"{image.stem}-{rule_path.stem}.gif"))
@@ -229,47 +261,46 @@ def animate(
 
 @app.command()
 def prompt(
-    photo: Path = typer.Argument(..., help="The photo to edit."),
+    photo: Photo,
     text: str = typer.Argument(..., metavar="PROMPT", help='What the photo should become: "a pencil sketch", or weighted "a pencil sketch:1 | charcoal:0.5 | blurry:-0.3".'),
-    source_prompt: str = typer.Option("a photo", "--source-prompt", help="What the photo is now; the edit follows the change from this text to PROMPT."),
+    source_prompt: str = typer.Option(DEFAULT_SOURCE_PROMPT, "--source-prompt", help="What the photo is now; the edit follows the change from this text to PROMPT."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Edited image (default: PHOTO-PROMPT.png beside the photo)."),
-    rule_path: Optional[Path] = typer.Option(None, "--rule", help="Where to save the rule (default: the output's name with .nca)."),
-    preset: str = typer.Option("fast", "--preset", "-p", help="Training recipe: fast, balanced, quality (presets/prompt-*.toml), or a .toml path."),
-    iterations: Optional[int] = typer.Option(None, help="Training iterations (preset train.iterations)."),
-    seed: Optional[int] = typer.Option(None, help="Random seed; the same seed gives the same rule on the same machine."),
-    steps: Optional[int] = typer.Option(None, help="Steps to run the rule on the photo (default: the longest training rollout)."),
+    rule_path: RulePath = None,
+    preset: str = typer.Option(DEFAULT_PRESET, "--preset", "-p", help="Training recipe: fast, balanced, quality (presets/prompt-*.toml), or a .toml path."),
+    iterations: Iterations = None,
+    seed: Seed = None,
+    steps: TrainSteps = None,
     cutouts: Optional[int] = typer.Option(None, help="Augmented views CLIP scores per training crop and iteration (cost grows with it)."),
-    content_weight: Optional[float] = typer.Option(None, help="How strongly to keep the photo's layout."),
+    content_weight: ContentWeight = None,
     direction_weight: Optional[float] = typer.Option(None, help="How strongly the change must follow the text change from --source-prompt."),
-    clip_model: str = typer.Option("ViT-B-32", "--clip-model", help="open_clip architecture (ViT-B-32, ViT-B-16, ...), a model config .json, or hf-hub:ORG/REPO."),
+    clip_model: str = typer.Option(DEFAULT_CLIP_MODEL, "--clip-model", help="open_clip architecture (ViT-B-32, ViT-B-16, ...), a model config .json, or hf-hub:ORG/REPO."),
     pretrained: Optional[str] = typer.Option(None, "--pretrained", help="open_clip weights tag, e.g. laion2b_s34b_b79k or openai (default: laion2b_s34b_b79k; with --clip-weights: the tag those weights are, if any)."),
     clip_weights: Optional[Path] = typer.Option(None, "--clip-weights", help="Local CLIP checkpoint for --clip-model (.safetensors, .bin, .pt)."),
     aesthetic: Optional[float] = typer.Option(None, help="Also push CLIP's aesthetic score (0-10) toward this target."),
     aesthetic_weight: Optional[float] = typer.Option(None, "--aesthetic-weight", help="Weight of the aesthetic term."),
     aesthetic_weights: Optional[Path] = typer.Option(None, "--aesthetic-weights", help="Local aesthetic head (a linear layer on the CLIP embedding)."),
-    width: Optional[int] = typer.Option(None, help="Hidden units of the rule's network."),
-    crop: Optional[int] = typer.Option(None, help="Side of the square training crops, in pixels."),
-    lr: Optional[float] = typer.Option(None, help="Learning rate."),
-    loss_net: str = typer.Option("auto", "--loss-net", help="Network for the content term: auto (VGG19 if its weights can be had), vgg19, or random."),
-    vgg_weights: Optional[Path] = typer.Option(None, "--vgg-weights", help="Local VGG19 weights (.pth or .safetensors)."),
-    train_on: Optional[Path] = typer.Option(None, "--train-on", help="Also train on the photos in this folder, so the rule generalises."),
+    width: Width = None,
+    crop: Crop = None,
+    lr: Lr = None,
+    loss_net: str = typer.Option(DEFAULT_LOSS_NET, "--loss-net", help="Network for the content term: auto (VGG19 if its weights can be had), vgg19, or random."),
+    vgg_weights: VggWeights = None,
+    train_on: TrainOn = None,
     preview: bool = typer.Option(False, "--preview", help="Also write a source|result sheet and a loss curve."),
-    device: str = typer.Option("cpu", help="cpu, cuda or mps."),
-    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run of the same command from its checkpoint."),
-    max_pixels: Optional[int] = typer.Option(None, "--max-pixels", min=1, help=MAX_PIXELS_HELP),
+    device: Device = DEFAULT_DEVICE,
+    resume: Resume = False,
+    max_pixels: MaxPixels = None,
 ) -> None:
     """Train a rule that edits PHOTO toward a text PROMPT (guided by CLIP), then apply it to PHOTO."""
-    from ncaedit.job import Job, run_job
-    from ncaedit.prompting import prompt_mode
+    from ncaedit.cli.job import Job, run_job
+    from ncaedit.modes.prompt import prompt_mode
 
     job = Job(
         photo=photo, out=out, rule_path=rule_path, preset=preset, steps=steps, train_on=train_on, preview=preview, device=device,
         resume=resume, max_pixels=max_pixels,
-        overrides={
-            "train": {"iterations": iterations, "seed": seed, "crop": crop, "lr": lr},
-            "rule": {"width": width},
-            "loss": {"cutouts": cutouts, "content_weight": content_weight, "direction_weight": direction_weight, "aesthetic_weight": aesthetic_weight},
-        },
+        overrides=_train_overrides(
+            iterations, seed, crop, lr, width,
+            cutouts=cutouts, content_weight=content_weight, direction_weight=direction_weight, aesthetic_weight=aesthetic_weight,
+        ),
     )
     clip = {"model": clip_model, "pretrained": pretrained, "weights": clip_weights}
     mode = prompt_mode(
@@ -282,7 +313,7 @@ def prompt(
 def main() -> None:
     """Every failure the user can act on ends as one line, `error: ...`, and exit code 2."""
     try:
-        from ncaedit.ray_cli import bare_ray
+        from ncaedit.cli.on_ray import bare_ray
 
         code = app(bare_ray(sys.argv[1:]), standalone_mode=False)  # returns click's exit code when a command exits early
     except NcaError as exc:

@@ -1,4 +1,4 @@
-"""The style mode: the loss that pulls a photo toward a style image (see mode.py)."""
+"""The style mode: the loss that pulls a photo toward a style image (see modes/__init__.py)."""
 
 from __future__ import annotations
 
@@ -6,12 +6,13 @@ import math
 from pathlib import Path
 from typing import Any
 
+from ncaedit.config import DEFAULT_LOSS_NET
 from ncaedit.errors import NcaError
-from ncaedit.mode import Mode, ModeSetup
+from ncaedit.modes import Mode, ModeSetup
 
 
 def style_mode(
-    style: Any, *, style_scale: float = 1.0, loss_net: str = "auto", vgg_weights: Path | None = None, max_pixels: int | None = None
+    style: Any, *, style_scale: float = 1.0, loss_net: str = DEFAULT_LOSS_NET, vgg_weights: Path | None = None, max_pixels: int | None = None
 ) -> Mode:
     """`style`: a path, PIL image or array (image_types.py). Bad input fails here, before torch work."""
     from ncaedit.image_types import convert

@@ -24,7 +24,7 @@ class ModeSetup:
 
 @dataclass
 class Mode:
-    kind: str  # which presets it takes (recipe.LOSS_CONFIGS): "style" or "prompt"
+    kind: str  # which presets it takes (config.LOSS_CONFIGS): "style" or "prompt"
     name: str  # default name of the outputs after the photo's: the style's stem, the prompt's words
     setup: Callable[..., ModeSetup]  # (recipe, photo, device, warn: (message) -> None) -> ModeSetup
     progress_info: Callable[[dict], str]  # one iteration's loss record -> a short text for a progress display

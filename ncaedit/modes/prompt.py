@@ -1,27 +1,28 @@
-"""The prompt mode: the loss that pulls a photo toward a text prompt (see mode.py)."""
+"""The prompt mode: the loss that pulls a photo toward a text prompt (see modes/__init__.py)."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
+from ncaedit.config import DEFAULT_CLIP_MODEL, DEFAULT_LOSS_NET, DEFAULT_SOURCE_PROMPT
 from ncaedit.errors import NcaError
-from ncaedit.mode import Mode, ModeSetup
+from ncaedit.modes import Mode, ModeSetup
 
 
 def prompt_mode(
     prompt: str,
     *,
-    source_prompt: str = "a photo",
+    source_prompt: str = DEFAULT_SOURCE_PROMPT,
     clip: dict | None = None,
     aesthetic: float | None = None,
     aesthetic_weights: Path | None = None,
-    loss_net: str = "auto",
+    loss_net: str = DEFAULT_LOSS_NET,
     vgg_weights: Path | None = None,
 ) -> Mode:
     """`clip`: the fields of a clip_model.ClipSpec; `aesthetic`: the target score (0-10) or None for no aesthetic term.
     Bad input is reported here, before torch and open_clip load (seconds)."""
-    from ncaedit.prompts import parse_prompts
+    from ncaedit.prompt_text import parse_prompts
 
     prompts = parse_prompts(prompt)
     if not source_prompt.strip():
@@ -70,5 +71,5 @@ def prompt_mode(
         name=name or "prompt",
         setup=setup,
         progress_info=lambda rec: f"clip sim {rec['similarity']:.3f} loss {rec['total']:.3f}",
-        status=f"loading CLIP {clip.get('model') or 'ViT-B-32'}",
+        status=f"loading CLIP {clip.get('model') or DEFAULT_CLIP_MODEL}",
     )

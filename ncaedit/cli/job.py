@@ -1,6 +1,6 @@
 """A training job on the command line, whatever the mode: inputs and output names checked ->
 training (api.train) behind a progress bar -> rule file -> the rule applied to the photo ->
-optional previews. Modes (stylize.py, prompting.py) supply the loss."""
+optional previews. Modes (modes/style.py, modes/prompt.py) supply the loss."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from ncaedit.config import CHECKPOINT_INTERVAL, DEFAULT_DEVICE, DEFAULT_PRESET
 from ncaedit.errors import NcaError
-from ncaedit.mode import Mode
+from ncaedit.modes import Mode
 from ncaedit.paths import check_output, free_name
 
 
@@ -18,15 +19,15 @@ class Job:
     photo: Path
     out: Path | None = None
     rule_path: Path | None = None
-    preset: str = "fast"
+    preset: str = DEFAULT_PRESET
     steps: int | None = None
     train_on: Path | None = None
     preview: bool = False
-    device: str = "cpu"
+    device: str = DEFAULT_DEVICE
     overrides: dict = field(default_factory=dict)  # {"train": {...}, "rule": {...}, "loss": {...}}; None values ignored
     max_pixels: int | None = None  # refuse input images above this many pixels; None: image.DEFAULT_MAX_PIXELS
     resume: bool = False  # continue the interrupted run from its checkpoint (OUT.ckpt)
-    checkpoint_interval: int = 10  # training iterations between checkpoint files
+    checkpoint_interval: int = CHECKPOINT_INTERVAL  # training iterations between checkpoint files
 
 
 def output_paths(job: Job, default_name: str) -> tuple[Path, Path, Path]:
@@ -51,7 +52,7 @@ def output_paths(job: Job, default_name: str) -> tuple[Path, Path, Path]:
 
 
 def run_job(job: Job, mode: Mode, console, progress) -> dict:
-    """Run `job` for `mode` (stylize.style_mode, ...): every input and output path is checked before
+    """Run `job` for `mode` (modes.style.style_mode, ...): every input and output path is checked before
     anything slow happens, then api.train runs behind a progress bar.
 
     Training stopped by SIGINT or a second Ctrl-C still saves and applies the best rule; SIGTERM
@@ -101,7 +102,7 @@ def run_job(job: Job, mode: Mode, console, progress) -> dict:
     save_image(edited, out)
     written = [out, rule_path]
     if job.preview:
-        from ncaedit.preview import write_previews
+        from ncaedit.cli.preview import write_previews
 
         written += write_previews(out, photo.rgb, mode.preview_middle, edited.rgb, result.history)
     console.print(f"trained {len(result.history)} iterations in {result.seconds:.0f} s")

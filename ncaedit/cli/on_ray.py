@@ -30,7 +30,7 @@ def as_uri(path: Path | None) -> str | None:
 def apply_on_ray_cli(rule_path: Path, inputs: list[str], out: Path | None, address: str | None, gpus_per_worker: float | None, **options) -> None:
     from rich.markup import escape
 
-    from ncaedit.cli import _console, _progress
+    from ncaedit.cli.commands import _console, _progress
     from ncaedit.ray_apply import VIDEO_SKIPPED, apply_on_ray, require_ray
 
     if out is None:
