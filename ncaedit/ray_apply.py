@@ -351,7 +351,15 @@ def plan_listing(inputs, out, filesystem, recursive: bool, fmt: str | None, over
             raise NcaError(f"{arg}: no such file or folder")
         entries.append((place.path, what))
         roots.append(root)
-    return Listing(tuple(entries), os.path.commonpath(roots), source, dest, recursive, fmt, overwrite)
+    folders = [path for path, what in entries if what == "folder"]
+
+    def listed_elsewhere(path: str, what: str) -> bool:  # a file or folder named beside a folder input that lists it
+        parent = os.path.dirname(path)
+        return what != "glob" and any(path != f and _inside(path, f) and (recursive or (what == "file" and parent == f)) for f in folders)
+
+    # Only whole inputs are de-duplicated here (the listing is lazy): the rare file matched by two globs is edited twice.
+    kept = tuple(e for e in dict.fromkeys(entries) if not listed_elsewhere(*e))
+    return Listing(kept, os.path.commonpath(roots), source, dest, recursive, fmt, overwrite)
 
 
 def _rule_bytes(rule) -> tuple[bytes, object]:

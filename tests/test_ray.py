@@ -157,6 +157,9 @@ def test_listing_names_outputs_as_local_apply_does(tmp_path, library):
     assert {"p00-png.png", "p00-jpg.png"} <= {Path(dst).name for _, dst, _, _ in rows}  # --format png makes them meet
     assert {status for *_, status, _ in rows} == {"todo"}
 
+    twice = plan_listing([str(library / "2024" / "deep.png"), str(library), str(library / "2024"), str(library)], out, None, True, None, False)
+    assert twice.inputs == ((str(library), "folder"),)  # inputs named twice are listed once
+
     copy = tmp_path / "copy"  # --out inside the input folder: earlier outputs are never inputs
     shutil.copytree(library, copy)
     (copy / "styled").mkdir()
