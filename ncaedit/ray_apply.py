@@ -375,10 +375,9 @@ def _rule_bytes(rule) -> tuple[bytes, object]:
 
 def _check_options(steps, strength, tile, feather, device, cpus_per_worker, gpus_per_worker, workers) -> None:
     from ncaedit.apply import check_apply_options
-    from ncaedit.device import DEVICES
 
     check_apply_options(steps, strength, tile, feather, None)
-    if device.split(":")[0] not in DEVICES or device == "mps":
+    if device not in ("auto", "cpu", "cuda"):  # each actor sees only the GPU Ray gave it: no cuda:N, no mps on clusters
         raise NcaError(f"--device {device}: on Ray use auto, cpu or cuda")
     if cpus_per_worker <= 0 or (gpus_per_worker is not None and gpus_per_worker < 0) or (workers is not None and workers < 1):
         raise NcaError("CPUs per worker must be above 0, GPUs per worker 0 or more, and workers at least 1")

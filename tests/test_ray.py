@@ -26,6 +26,7 @@ from ncaedit.nca_format import save_rule
 from helpers import smooth_photo, write_rgb
 
 ray = pytest.importorskip("ray", reason='the ray extra is not installed (pip install -e ".[dev]")')
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:ray.data")  # Ray Data's own settings, on import
 
 
 @pytest.fixture(scope="module")
