@@ -34,7 +34,7 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the CLI sets it (cli.main), before torch loads
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as importing ncaedit sets it (ncaedit/__init__.py), before torch loads
 
 import numpy as np
 import torch

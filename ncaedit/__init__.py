@@ -14,7 +14,7 @@ Data flow, one file per step: photo (image.py) -> state (state.py) -> rollout (r
 
 import os
 
-__version__ = "0.1.0"
+from ncaedit.config import VERSION as __version__
 
 # Idle torch/BLAS threads sleep instead of spinning: on a busy machine spinning threads take the cores
 # the work needs (training ran 7x slower on 2 shared cores; benchmarks/run.py). Set here, before torch

@@ -18,10 +18,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from ncaedit.config import DEFAULT_CLIP_MODEL, DEFAULT_DEVICE, DEFAULT_LOSS_NET, DEFAULT_PRESET, DEFAULT_SOURCE_PROMPT, DEFAULT_STEPS
+from ncaedit.config import (
+    DEFAULT_CLIP_MODEL,
+    DEFAULT_DEVICE,
+    DEFAULT_LOSS_NET,
+    DEFAULT_PRESET,
+    DEFAULT_SOURCE_PROMPT,
+    DEFAULT_STEPS,
+)
 from ncaedit.errors import NcaError
 from ncaedit.modes import Mode
-
 
 
 @dataclass(frozen=True)
@@ -196,10 +202,10 @@ def training_photos(photo_rgb, folder: Path | None, train_size: int, crop: int, 
     if folder is not None:
         folder = Path(folder)
         if not folder.is_dir():
-            raise NcaError(f"--train-on {folder}: not a folder")
+            raise NcaError(f"{folder}: not a folder", param="train_on")
         files = sorted(p for p in folder.iterdir() if p.suffix.lower() in READ_SUFFIXES)
         if not files:
-            raise NcaError(f"--train-on {folder}: no images found")
+            raise NcaError(f"{folder}: no images found", param="train_on")
         photos += [load_image(f, max_pixels).rgb for f in files]  # a bad file is an error here: the user chose this set
     out = []
     for p in photos:
@@ -211,7 +217,11 @@ def training_photos(photo_rgb, folder: Path | None, train_size: int, crop: int, 
     return out
 
 
-def _finish(training: Training, callback: Callback | None) -> Rule:
+def _train_rule(photo, mode: Mode, preset: str, device: str, callback: Callback | None, train_on, overrides: dict) -> Rule:
+    """train_style's and train_prompt's common end: recipe keys by name, training, a divergence told as an Event."""
+    from ncaedit.recipe import nest_overrides
+
+    training = train(photo, mode, preset=preset, device=device, callback=callback, overrides=nest_overrides(overrides, mode.kind), train_on=train_on)
     if training.result.diverged and callback:
         callback(Event(f"{training.result.diverged}; returning the best rule so far (try a lower lr)"))
     return training.rule
@@ -237,12 +247,10 @@ def train_style(
     keys (iterations=50, crop=64, width=32, lr=3e-3, content_weight=0.5, ...). `callback` receives an
     Iteration after every training iteration (return True to stop: the best rule so far is
     returned) and Events (warnings, notices). Ctrl-C also stops at the end of an iteration."""
-    from ncaedit.recipe import nest_overrides
     from ncaedit.modes.style import style_mode
 
     mode = style_mode(style, style_scale=style_scale, loss_net=loss_net, vgg_weights=vgg_weights)
-    nested = nest_overrides(overrides | {"seed": seed}, mode.kind)
-    return _finish(train(photo, mode, preset=preset, device=device, callback=callback, overrides=nested, train_on=train_on), callback)
+    return _train_rule(photo, mode, preset, device, callback, train_on, overrides | {"seed": seed})
 
 
 def train_prompt(
@@ -268,15 +276,13 @@ def train_prompt(
     "a pencil sketch:1 | charcoal:0.5"), guided by CLIP. Options, overrides and callback as for
     `train_style`; CLIP weights come from the cache (see README, "CLIP weights") or `clip_weights`."""
     from ncaedit.modes.prompt import prompt_mode
-    from ncaedit.recipe import nest_overrides
 
     clip = {"model": clip_model, "pretrained": pretrained, "weights": clip_weights}
     mode = prompt_mode(
         prompt, source_prompt=source_prompt, clip=clip, aesthetic=aesthetic, aesthetic_weights=aesthetic_weights,
         loss_net=loss_net, vgg_weights=vgg_weights,
     )
-    nested = nest_overrides(overrides | {"seed": seed}, mode.kind)
-    return _finish(train(photo, mode, preset=preset, device=device, callback=callback, overrides=nested, train_on=train_on), callback)
+    return _train_rule(photo, mode, preset, device, callback, train_on, overrides | {"seed": seed})
 
 
 @dataclass

@@ -17,15 +17,15 @@ from ncaedit.tiling import edit_tiles
 def check_apply_options(steps: int, strength: float, tile: int | None, feather: float = 0.0, mask: Path | str | None = None) -> None:
     """Refuse option values that cannot work, before any photo is read."""
     if steps < 1:
-        raise NcaError("--steps must be at least 1")
+        raise NcaError("must be at least 1", param="steps")
     if not 0 <= strength <= 1:
-        raise NcaError("--strength must be between 0 and 1")
+        raise NcaError("must be between 0 and 1", param="strength")
     if tile is not None and tile < 16:
-        raise NcaError("--tile must be at least 16 pixels")
+        raise NcaError("must be at least 16 pixels", param="tile")
     if feather < 0:
-        raise NcaError("--feather must be 0 or more")
+        raise NcaError("must be 0 or more", param="feather")
     if mask is not None and not Path(mask).is_file():
-        raise NcaError(f"--mask {mask}: no such file")
+        raise NcaError(f"{mask}: no such file", param="mask")
 
 
 def blend(source: np.ndarray, edited: np.ndarray, strength: float = 1.0, mask: np.ndarray | None = None) -> np.ndarray:

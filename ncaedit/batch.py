@@ -84,7 +84,7 @@ def find_inputs(args: list[str], recursive: bool, out_dir: Path | None = None) -
             try:
                 files = sorted(path.rglob("*") if recursive else path.iterdir())
             except OSError as exc:
-                raise NcaError(f"{arg}: cannot list the folder ({exc.strerror})") from None
+                raise NcaError(f"{arg}: cannot list the folder ({exc.strerror})") from exc
             found += [(f, path) for f in files if _wanted(f) and _visible(f, path)]
         elif path.exists():
             found.append((path, path.parent))
@@ -120,7 +120,7 @@ def _glob_root(pattern: str) -> Path:
 def output_suffix(source: Path, fmt: str | None) -> str:
     """Videos become .mp4; photos take `fmt` (png, jpg, ...) or keep their own format where it can be written."""
     if fmt is not None and fmt.lower().lstrip(".") not in FORMATS:
-        raise NcaError(f"--format {fmt}: unknown format (use one of {', '.join(FORMATS)})")
+        raise NcaError(f"{fmt}: unknown format (use one of {', '.join(FORMATS)})", param="fmt")
     suffix = source.suffix.lower()
     if suffix in VIDEO_SUFFIXES:
         return ".mp4"
@@ -168,12 +168,12 @@ def plan_batch(inputs: list[str], out: Path | None, rule_name: str, fmt: str | N
     if out is None:
         raise NcaError("several inputs or a folder: give an output folder with --out DIR")
     if (out.exists() and not out.is_dir()) or out.suffix.lower() in WRITE_SUFFIXES | VIDEO_SUFFIXES:
-        raise NcaError(f"--out {out}: several inputs or a folder need an output folder, not a file")
+        raise NcaError(f"{out}: several inputs or a folder need an output folder, not a file", param="out")
     items = plan_outputs(find_inputs(inputs, recursive, out), out, fmt)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise NcaError(f"--out {out}: cannot make the folder ({exc.strerror})") from exc
+        raise NcaError(f"{out}: cannot make the folder ({exc.strerror})", param="out") from exc
     return items
 
 
@@ -216,6 +216,18 @@ def _edit_video(rule, item: Item, settings: Settings, on_file, on_progress) -> s
     return f"{result.frames} frames, flicker {result.flicker_in * 255:.2f} -> {result.flicker_out * 255:.2f} /255"
 
 
+def _not_to_do(items: list[Item], overwrite: bool, todo: list[Item]) -> Iterator[Outcome]:
+    """Outcomes for the items that must not or need not run; the others are appended to `todo`."""
+    inputs = {os.path.realpath(i.source) for i in items}
+    for item in items:
+        if os.path.realpath(item.out) in inputs:
+            yield Outcome(item, "failed", "the output would overwrite an input")
+        elif item.out.exists() and not overwrite:
+            yield Outcome(item, "skipped", "output exists (--overwrite redoes it)")
+        else:
+            todo.append(item)
+
+
 def run_batch(
     rule,
     items: list[Item],
@@ -227,16 +239,8 @@ def run_batch(
     file's progress (in steps, or frames for a video) and `on_progress(x)` advances it."""
     from ncaedit.apply import apply_rule
 
-    inputs = {os.path.realpath(i.source) for i in items}
-    todo = []
-    for item in items:
-        if os.path.realpath(item.out) in inputs:
-            yield Outcome(item, "failed", "the output would overwrite an input")
-        elif item.out.exists() and not settings.overwrite:
-            yield Outcome(item, "skipped", "output exists (--overwrite redoes it)")
-        else:
-            todo.append(item)
-
+    todo: list[Item] = []
+    yield from _not_to_do(items, settings.overwrite, todo)
     s = settings
     io = ThreadPoolExecutor(max_workers=2, thread_name_prefix="ncaedit-io")
     loads: dict[int, Future] = {}

@@ -115,7 +115,7 @@ def load_clip(spec: ClipSpec, device: str = "cpu") -> ClipGuidance:
     except Exception as exc:  # a checkpoint for another architecture, a damaged file, an unreachable hub
         what = f"{checkpoint} as weights for {name}" if checkpoint else spec.model
         reason = (str(exc).strip().splitlines() or [""])[0][:200]
-        raise NcaError(f"could not load {what} ({type(exc).__name__}: {reason})") from None
+        raise NcaError(f"could not load {what} ({type(exc).__name__}: {reason})") from exc
     return ClipGuidance(model, tokenizer, name, source)
 
 
@@ -131,10 +131,10 @@ def _architecture(model: str) -> tuple[str, str | None]:
         path = Path(model)
         try:
             cfg = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise NcaError(f"--clip-model {model}: no such config file") from None
+        except FileNotFoundError as exc:
+            raise NcaError(f"--clip-model {model}: no such config file") from exc
         except (OSError, ValueError) as exc:
-            raise NcaError(f"--clip-model {model}: not a readable JSON config ({exc})") from None
+            raise NcaError(f"--clip-model {model}: not a readable JSON config ({exc})") from exc
         if not isinstance(cfg, dict) or not {"embed_dim", "vision_cfg", "text_cfg"} <= cfg.keys():
             raise NcaError(f"--clip-model {model}: not an open_clip model config (needs embed_dim, vision_cfg and text_cfg)")
         open_clip.add_model_config(path)  # open_clip's registry of architectures, keyed by file stem

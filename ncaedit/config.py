@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 from ncaedit.errors import NcaError
 
+VERSION = "0.1.0"  # the package version, recorded in every rule file
+
 DEFAULT_PRESET = "fast"
 DEFAULT_DEVICE = "auto"  # CUDA, then MPS, then the CPU (device.resolve_device), for every command
 DEFAULT_STEPS = 32  # steps to apply a rule whose metadata does not record its own (default_steps)

@@ -22,7 +22,7 @@ def resolve_device(name: str) -> str:
     if kind == "auto":
         return "cuda" if cuda else "mps" if mps else "cpu"
     if (kind == "cuda" and not cuda) or (kind == "mps" and not mps):
-        raise NcaError(f"--device {name}: not available on this machine (use --device auto or cpu)")
+        raise NcaError(f"{name}: not available on this machine (use auto or cpu)", param="device")
     return name
 
 

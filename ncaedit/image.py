@@ -87,7 +87,7 @@ def load_image(path: str | Path, max_pixels: int | None = None, keep_samples: bo
         with path.open("rb") as fh:
             head = fh.read(26)
     except OSError as exc:
-        raise NcaError(f"{path}: cannot read ({exc.strerror})") from None
+        raise NcaError(f"{path}: cannot read ({exc.strerror})") from exc
     if not head:
         raise NcaError(f"{path}: file is empty")
     try:
@@ -99,9 +99,9 @@ def load_image(path: str | Path, max_pixels: int | None = None, keep_samples: bo
         else:
             photo = _load_pillow(path, max_pixels)
     except NcaError as exc:
-        raise NcaError(f"{path}: {exc}") from None
-    except MemoryError:
-        raise NcaError(f"{path}: not enough memory to decode this image; try a smaller one") from None
+        raise NcaError(f"{path}: {exc}") from exc
+    except MemoryError as exc:
+        raise NcaError(f"{path}: not enough memory to decode this image; try a smaller one") from exc
     h, w = photo.rgb.shape[:2]
     _check_size(w, h, max_pixels, path)
     return photo if keep_samples else photo.as_float()
@@ -162,12 +162,12 @@ def _load_pillow(path: Path, max_pixels: int, tiff: bool = False) -> Photo:
             img.load()
     except NcaError:
         raise
-    except Image.DecompressionBombError:
-        raise NcaError(f"image is above the {max_pixels:,}-pixel limit (raise it with --max-pixels)") from None
-    except UnidentifiedImageError:
-        raise NcaError("not a readable image (not an image file, or a format ncaedit cannot read)") from None
+    except Image.DecompressionBombError as exc:
+        raise NcaError(f"image is above the {max_pixels:,}-pixel limit (raise it with --max-pixels)") from exc
+    except UnidentifiedImageError as exc:
+        raise NcaError("not a readable image (not an image file, or a format ncaedit cannot read)") from exc
     except Exception as exc:  # Pillow raises many types for broken files
-        raise NcaError(f"not a readable image; it is damaged or truncated ({type(exc).__name__}: {exc})") from None
+        raise NcaError(f"not a readable image; it is damaged or truncated ({type(exc).__name__}: {exc})") from exc
     mode = img.mode
     if mode.startswith("I;16") or mode == "I":
         arr = np.asarray(img, dtype=np.float64)
@@ -180,8 +180,8 @@ def _load_pillow(path: Path, max_pixels: int, tiff: bool = False) -> Photo:
     try:  # 1-bit, palette, CMYK, YCbCr, LAB, HSV, ...: Pillow's own conversion
         if img.mode != target:  # convert() to the same mode would copy a big image for nothing
             img = img.convert(target)
-    except (ValueError, OSError):
-        raise NcaError(f"colour mode {mode} is not supported; convert the image to RGB first") from None
+    except (ValueError, OSError) as exc:
+        raise NcaError(f"colour mode {mode} is not supported; convert the image to RGB first") from exc
     return _split_channels(np.asarray(img), 8)
 
 

@@ -91,15 +91,8 @@ class _Band:
 
 
 def run_inplace(
-    rule,
-    state: torch.Tensor,
-    steps: int,
-    seed: int = 0,
-    top: int = 0,
-    left: int = 0,
-    first_step: int = 0,
-    skip_idle: bool | None = None,
-    threads: int | None = None,
+    rule, state: torch.Tensor, steps: int, seed: int = 0, top: int = 0, left: int = 0, first_step: int = 0,
+    skip_idle: bool | None = None, threads: int | None = None,
 ) -> torch.Tensor:
     """rule.rollout without autograd (the way to apply a rule; reference.py specifies the step). Returns the (B, C, H, W) result as a view of a channels-last
     buffer. `skip_idle` leaves non-firing cells out of the products (default: on a CPU). `threads`

@@ -62,8 +62,8 @@ class VGG19(LossNet):
             raise NcaError(f"not VGG19 weights (missing {len(missing)} tensors such as features.{sorted(missing)[0]})")
         try:
             body.load_state_dict(got)
-        except RuntimeError:
-            raise NcaError("not VGG19 weights (tensor shapes differ)") from None
+        except RuntimeError as exc:
+            raise NcaError("not VGG19 weights (tensor shapes differ)") from exc
         self.body = body.eval()
         self.register_buffer("mean", torch.tensor(_IMAGENET_MEAN).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(_IMAGENET_STD).view(1, 3, 1, 1))

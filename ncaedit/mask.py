@@ -17,10 +17,10 @@ def load_mask(path: Path, size: tuple[int, int], feather: float = 0.0) -> np.nda
     try:
         with Image.open(path) as img:
             img = ImageOps.exif_transpose(img).convert("L")
-    except FileNotFoundError:
-        raise NcaError(f"--mask {path}: no such file") from None
+    except FileNotFoundError as exc:
+        raise NcaError(f"{path}: no such file", param="mask") from exc
     except Exception as exc:  # Pillow raises many types for broken files
-        raise NcaError(f"--mask {path}: not a readable image ({type(exc).__name__})") from None
+        raise NcaError(f"{path}: not a readable image ({type(exc).__name__})", param="mask") from exc
     return _fit(img, size, feather)
 
 

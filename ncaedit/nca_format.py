@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from ncaedit import __version__
+from ncaedit.config import VERSION
 from ncaedit.errors import NcaError
 from ncaedit.paths import write_atomic
 from ncaedit.rule import Rule, RuleConfig
@@ -50,7 +50,7 @@ def save_rule(rule: Rule, path: str | Path, metadata: dict | None = None) -> Pat
     path = Path(path)
     tensors = {k: v.detach().to(torch.float32).contiguous().cpu() for k, v in rule.state_dict().items()}
     meta = dict(metadata or {})
-    meta.update(format=FORMAT, format_version=FORMAT_VERSION, ncaedit_version=__version__, arch=rule.arch(), tensor_sha256=_checksum(tensors))
+    meta.update(format=FORMAT, format_version=FORMAT_VERSION, ncaedit_version=VERSION, arch=rule.arch(), tensor_sha256=_checksum(tensors))
     return write_atomic(path, save(tensors, metadata={"ncaedit": json.dumps(meta, sort_keys=True)}))
 
 
@@ -67,7 +67,7 @@ def load_rule(path: str | Path) -> RuleFile:
     try:
         tensors = load(data)
     except Exception as exc:
-        raise NcaError(f"{path}: corrupt rule file ({type(exc).__name__})") from None
+        raise NcaError(f"{path}: corrupt rule file ({type(exc).__name__})") from exc
     altered = f"{path}: rule file does not match its own architecture; it was altered or damaged"
     arch = meta.get("arch")
     stored = sum(t.numel() for t in tensors.values())
@@ -83,8 +83,8 @@ def load_rule(path: str | Path) -> RuleFile:
             raise NcaError(altered)
         rule = Rule(config)
         rule.load_state_dict({k: tensors[k] for k in shapes})
-    except (KeyError, TypeError, ValueError, RuntimeError, OverflowError, NcaError):
-        raise NcaError(altered) from None
+    except (KeyError, TypeError, ValueError, RuntimeError, OverflowError, NcaError) as exc:
+        raise NcaError(altered) from exc
     if _checksum(tensors) != meta.get("tensor_sha256"):
         raise NcaError(f"{path}: rule tensors do not match the checksum in the metadata; the file was altered or damaged")
     if not all(torch.isfinite(p).all() for p in rule.parameters()):
@@ -103,7 +103,7 @@ def _parse(path: Path) -> tuple[bytes, dict]:
             raise NcaError(f"{path}: not an ncaedit rule file (far too large)")
         data = path.read_bytes()
     except OSError as exc:
-        raise NcaError(f"{path}: cannot read ({exc.strerror})") from None
+        raise NcaError(f"{path}: cannot read ({exc.strerror})") from exc
     not_rule = f"{path}: not an ncaedit rule file"
     if len(data) < 8:
         raise NcaError(f"{not_rule} (too short)")
@@ -113,8 +113,8 @@ def _parse(path: Path) -> tuple[bytes, dict]:
     try:
         header = json.loads(data[8 : 8 + n])
         meta = json.loads(header["__metadata__"]["ncaedit"])
-    except _BAD_JSON:
-        raise NcaError(f"{not_rule} (no ncaedit metadata)") from None
+    except _BAD_JSON as exc:
+        raise NcaError(f"{not_rule} (no ncaedit metadata)") from exc
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise NcaError(not_rule)
     version = meta.get("format_version")
@@ -125,8 +125,8 @@ def _parse(path: Path) -> tuple[bytes, dict]:
     # Every tensor's byte range must lie inside the file: catches truncation before safetensors does.
     try:
         end = max(int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__")
-    except _BAD_JSON:
-        raise NcaError(f"{not_rule} (bad tensor table)") from None
+    except _BAD_JSON as exc:
+        raise NcaError(f"{not_rule} (bad tensor table)") from exc
     if 8 + n + end != len(data):
         raise NcaError(f"{path}: rule file is truncated or has trailing data")
     return data, meta

@@ -41,7 +41,7 @@ def check_output(out: Path, inputs: list[Path], suffixes: set[str] | None = None
     try:  # a real probe: permission bits say nothing for root, read-only mounts or ACLs
         tempfile.TemporaryFile(dir=folder).close()
     except OSError as exc:
-        raise NcaError(f"{out}: output folder {folder} is not writable ({exc.strerror})") from None
+        raise NcaError(f"{out}: output folder {folder} is not writable ({exc.strerror})") from exc
 
 
 def _umask() -> int:
@@ -61,7 +61,7 @@ def atomic_output(path: Path) -> Iterator[Path]:
     try:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
     except OSError as exc:
-        raise NcaError(f"{path}: cannot write ({exc.strerror or exc})") from None
+        raise NcaError(f"{path}: cannot write ({exc.strerror or exc})") from exc
     os.close(fd)
     os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; outputs get the usual permissions
     try:
@@ -70,7 +70,7 @@ def atomic_output(path: Path) -> Iterator[Path]:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except OSError as exc:  # no permission, disk full, ...
-        raise NcaError(f"{path}: cannot write ({exc.strerror or exc})") from None
+        raise NcaError(f"{path}: cannot write ({exc.strerror or exc})") from exc
     finally:
         Path(tmp).unlink(missing_ok=True)
 

@@ -17,7 +17,6 @@ guidance model (clip_model.py):
 
 from __future__ import annotations
 
-
 import torch
 import torch.nn.functional as F
 from torch import nn

@@ -15,7 +15,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ncaedit.config import DEFAULT_PRESET, LOSS_CONFIGS, RENAMED_KEYS, PromptLossConfig, RuleConfig, StyleLossConfig, TrainConfig
+from ncaedit.config import (
+    DEFAULT_PRESET,
+    LOSS_CONFIGS,
+    RENAMED_KEYS,
+    PromptLossConfig,
+    RuleConfig,
+    StyleLossConfig,
+    TrainConfig,
+)
 from ncaedit.errors import NcaError
 
 
@@ -62,7 +70,7 @@ def load_recipe(preset: str = DEFAULT_PRESET, overrides: dict[str, dict[str, Any
     try:
         data = tomllib.loads(path.read_text())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise NcaError(f"preset {path.name}: not valid TOML ({exc})") from None
+        raise NcaError(f"preset {path.name}: not valid TOML ({exc})") from exc
     file_mode = data.pop("mode", "style")
     if file_mode != mode:
         if by_name:

@@ -9,13 +9,13 @@ Each term is normalised by its target's magnitude, so weights mean the same for 
 
 from __future__ import annotations
 
-
 import torch
 from torch import nn
 
 from ncaedit.config import STYLE_DISTANCES, StyleLossConfig  # noqa: F401 (re-exported where it was)
 from ncaedit.lossnet import LossNet
 from ncaedit.state import WRITABLE, source_rgb, working_rgb
+
 
 def gram(f: torch.Tensor) -> torch.Tensor:
     b, c, h, w = f.shape

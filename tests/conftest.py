@@ -3,7 +3,7 @@ import os
 # Tests never reach the network and never see weights cached on the developer's machine.
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["NCAEDIT_OFFLINE"] = "1"
-# As the CLI does (cli.main): idle torch threads sleep rather than spin (the suite ran 2.7x faster on a busy machine).
+# As importing ncaedit does: idle torch threads sleep rather than spin (the suite ran 2.7x faster on a busy machine).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import pytest

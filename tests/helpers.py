@@ -25,6 +25,7 @@ from PIL import Image
 
 from ncaedit.rule import Rule, RuleConfig
 
+
 def smooth_photo(h: int = 48, w: int = 64, seed: int = 0) -> np.ndarray:
     """A small photo-like image: smooth gradients plus a few shapes, float RGB in [0, 1]."""
     rng = np.random.default_rng(seed)
@@ -81,7 +82,11 @@ def random_rule(seed=0, **kw) -> Rule:
 
 def rewrite_metadata(path: Path, change) -> None:
     """Edit a rule file's JSON metadata in place with `change(meta)`, leaving its tensors as they are."""
-    data = path.read_bytes()
+    path.write_bytes(with_metadata(path.read_bytes(), change))
+
+
+def with_metadata(data: bytes, change) -> bytes:
+    """A rule file's bytes with its JSON metadata edited by `change(meta)`."""
     (n,) = struct.unpack("<Q", data[:8])
     header = json.loads(data[8 : 8 + n])
     meta = json.loads(header["__metadata__"]["ncaedit"])
@@ -89,7 +94,7 @@ def rewrite_metadata(path: Path, change) -> None:
     header["__metadata__"]["ncaedit"] = json.dumps(meta)
     raw = json.dumps(header).encode()
     raw += b" " * (-len(raw) % 8)
-    path.write_bytes(struct.pack("<Q", len(raw)) + raw + data[8 + n :])
+    return struct.pack("<Q", len(raw)) + raw + data[8 + n :]
 
 
 REDNESS_OFFSET = 0.3

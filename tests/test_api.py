@@ -120,3 +120,14 @@ def test_apply_files_reports_done_skipped_failed(tmp_path):
     assert [(o.item.source.name, "not a readable image" in o.detail) for o in summary.failed] == [("broken.jpg", True)]
     again = ncaedit.apply_files(rule, [folder], tmp_path / "out", steps=3)
     assert len(again.skipped) == 2 and not again.done and "exists" in again.skipped[0].detail
+
+
+def test_library_messages_name_parameters_and_the_command_line_its_flags(tmp_path):
+    rule = _random_rule()
+    with pytest.raises(ncaedit.NcaError) as exc:
+        rule.apply(smooth_photo(16, 16), strength=2)
+    assert str(exc.value).startswith("strength must be") and exc.value.param == "strength"
+    rule.save(tmp_path / "r.nca")
+    photo = write_rgb(tmp_path / "p.png", smooth_photo(16, 16))
+    r = subprocess.run([sys.executable, "-m", "ncaedit", "apply", str(tmp_path / "r.nca"), photo, "--strength", "2"], capture_output=True, text=True)
+    assert r.returncode == 2 and r.stderr.strip() == "error: --strength must be between 0 and 1"

@@ -21,6 +21,8 @@ from ncaedit.errors import NcaError
 
 MAX_PIXELS_HELP = f"Refuse input images with more pixels than this (decompression bombs) (default: {DEFAULT_MAX_PIXELS:,})."
 
+FLAGS = {"fmt": "--format"}  # library parameters whose flag is not --the-same-name
+
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Edit photos with Neural Cellular Automata.")
 
 
@@ -31,7 +33,14 @@ def _console():
 
 
 def _progress(transient: bool = False):
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     return Progress(
         TextColumn("{task.description}"),
@@ -86,11 +95,6 @@ ApplySeed = Annotated[int, typer.Option(help="Seed of the stochastic cell update
 RuleFile = Annotated[Path, typer.Argument(metavar="RULE", help="A .nca rule file.")]
 
 
-def _train_overrides(iterations, seed, crop, lr, width, **loss) -> dict:
-    """Recipe keys set on the command line, by table (recipe.load_recipe ignores None)."""
-    return {"train": {"iterations": iterations, "seed": seed, "crop": crop, "lr": lr}, "rule": {"width": width}, "loss": loss}
-
-
 @app.command()
 def style(
     photo: Photo,
@@ -117,17 +121,23 @@ def style(
     max_pixels: MaxPixels = None,
 ) -> None:
     """Train a rule that repaints PHOTO in the style of --style, then apply it to PHOTO."""
-    from ncaedit.cli.job import Job, run_job
     from ncaedit.modes.style import style_mode
 
-    job = Job(
-        photo=photo, out=out, rule_path=rule_path, preset=preset, steps=steps, train_on=train_on, preview=preview, device=device,
-        resume=resume, max_pixels=max_pixels,
-        overrides=_train_overrides(
-            iterations, seed, crop, lr, width, style_distance=style_distance, content_weight=content_weight, colour_weight=colour_weight
-        ),
-    )
     mode = style_mode(style_image, style_scale=style_scale, loss_net=loss_net, vgg_weights=vgg_weights, max_pixels=max_pixels)
+    _run_training(mode, locals(), style_distance=style_distance, content_weight=content_weight, colour_weight=colour_weight)
+
+
+def _run_training(mode, options: dict, **loss) -> None:
+    """What `style` and `prompt` share after building their mode: the job from their common options
+    (`options`: the command's arguments), with `loss` the [loss] keys the command sets."""
+    from ncaedit.cli.job import Job, run_job
+
+    o = options
+    job = Job(
+        photo=o["photo"], out=o["out"], rule_path=o["rule_path"], preset=o["preset"], steps=o["steps"], train_on=o["train_on"],
+        preview=o["preview"], device=o["device"], resume=o["resume"], max_pixels=o["max_pixels"],
+        overrides={"train": {k: o[k] for k in ("iterations", "seed", "crop", "lr")}, "rule": {"width": o["width"]}, "loss": loss},
+    )
     run_job(job, mode, _console(), _progress)
 
 
@@ -236,8 +246,8 @@ def animate(
     from ncaedit.animate import SUFFIXES, rollout_frames, write_animation
     from ncaedit.device import resolve_device
     from ncaedit.image import fit_long_side, load_image
-    from ncaedit.paths import check_output, free_name
     from ncaedit.nca_format import load_rule
+    from ncaedit.paths import check_output, free_name
 
     rf = load_rule(rule_path)
     n = rf.metadata.get("default_steps", DEFAULT_STEPS) if steps is None else steps
@@ -291,23 +301,14 @@ def prompt(
     max_pixels: MaxPixels = None,
 ) -> None:
     """Train a rule that edits PHOTO toward a text PROMPT (guided by CLIP), then apply it to PHOTO."""
-    from ncaedit.cli.job import Job, run_job
     from ncaedit.modes.prompt import prompt_mode
 
-    job = Job(
-        photo=photo, out=out, rule_path=rule_path, preset=preset, steps=steps, train_on=train_on, preview=preview, device=device,
-        resume=resume, max_pixels=max_pixels,
-        overrides=_train_overrides(
-            iterations, seed, crop, lr, width,
-            cutouts=cutouts, content_weight=content_weight, direction_weight=direction_weight, aesthetic_weight=aesthetic_weight,
-        ),
-    )
     clip = {"model": clip_model, "pretrained": pretrained, "weights": clip_weights}
     mode = prompt_mode(
         text, source_prompt=source_prompt, clip=clip, aesthetic=aesthetic, aesthetic_weights=aesthetic_weights, loss_net=loss_net,
         vgg_weights=vgg_weights,
     )
-    run_job(job, mode, _console(), _progress)
+    _run_training(mode, locals(), cutouts=cutouts, content_weight=content_weight, direction_weight=direction_weight, aesthetic_weight=aesthetic_weight)
 
 
 def main() -> None:
@@ -317,7 +318,7 @@ def main() -> None:
 
         code = app(bare_ray(sys.argv[1:]), standalone_mode=False)  # returns click's exit code when a command exits early
     except NcaError as exc:
-        _fail(str(exc))
+        _fail(f"{FLAGS.get(exc.param, '--' + exc.param.replace('_', '-'))} {exc.detail}" if exc.param else str(exc))
     except KeyboardInterrupt:
         code = 130
     except OSError as exc:  # disk full, permissions, ... anywhere no check named the problem first

@@ -26,28 +26,16 @@ def prompt_mode(
 
     prompts = parse_prompts(prompt)
     if not source_prompt.strip():
-        raise NcaError("--source-prompt must not be empty")
+        raise NcaError("must not be empty", param="source_prompt")
     if aesthetic is not None and not 0 <= aesthetic <= 10:
-        raise NcaError("--aesthetic is a score from 0 to 10")
+        raise NcaError("is a score from 0 to 10", param="aesthetic")
     clip = dict(clip or {})
 
     def setup(recipe, photo, device: str, warn) -> ModeSetup:
-        from ncaedit.aesthetic import HEADS_PRETRAINED, aesthetic_head_file, load_aesthetic_head
-        from ncaedit.clip_model import ClipSpec, clip_architecture, load_clip
         from ncaedit.lossnet import load_loss_net
         from ncaedit.prompt_loss import PromptLoss
 
-        spec = ClipSpec(**clip)
-        head_file = aesthetic_head_file(clip_architecture(spec.model), aesthetic_weights) if aesthetic is not None else None
-        guidance = load_clip(spec, device)
-        head = None
-        if head_file is not None:
-            head = load_aesthetic_head(head_file, guidance.embed_dim)
-            if aesthetic_weights is None and guidance.describe().get("clip_pretrained") != HEADS_PRETRAINED:
-                warn(
-                    f"LAION's aesthetic heads score OpenAI's CLIP embeddings (--pretrained {HEADS_PRETRAINED}); "
-                    "with other CLIP weights their scores mean little"
-                )
+        guidance, head, head_file = _load_guidance(clip, aesthetic is not None, aesthetic_weights, device, warn)
         net = None
         if recipe.loss.content_weight > 0:
             choice = load_loss_net(loss_net, vgg_weights)
@@ -73,3 +61,25 @@ def prompt_mode(
         progress_info=lambda rec: f"clip sim {rec['similarity']:.3f} loss {rec['total']:.3f}",
         status=f"loading CLIP {clip.get('model') or DEFAULT_CLIP_MODEL}",
     )
+
+
+def _load_guidance(clip: dict, aesthetic: bool, aesthetic_weights: Path | None, device: str, warn):
+    """(CLIP, the aesthetic head and its file, or None and None without an aesthetic term)."""
+    from ncaedit.aesthetic import (
+        HEADS_PRETRAINED,
+        aesthetic_head_file,
+        load_aesthetic_head,
+    )
+    from ncaedit.clip_model import ClipSpec, clip_architecture, load_clip
+
+    spec = ClipSpec(**clip)
+    head_file = aesthetic_head_file(clip_architecture(spec.model), aesthetic_weights) if aesthetic else None
+    guidance = load_clip(spec, device)
+    if head_file is None:
+        return guidance, None, None
+    if aesthetic_weights is None and guidance.describe().get("clip_pretrained") != HEADS_PRETRAINED:
+        warn(
+            f"LAION's aesthetic heads score OpenAI's CLIP embeddings (--pretrained {HEADS_PRETRAINED}); "
+            "with other CLIP weights their scores mean little"
+        )
+    return guidance, load_aesthetic_head(head_file, guidance.embed_dim), head_file

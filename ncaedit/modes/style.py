@@ -18,7 +18,7 @@ def style_mode(
     from ncaedit.image_types import convert
 
     if not 0 < style_scale < math.inf:
-        raise NcaError("--style-scale must be a finite number > 0")
+        raise NcaError("must be a finite number > 0", param="style_scale")
     source = convert(style, max_pixels)
     style_rgb_full = source.photos[0].rgb
 
