@@ -260,7 +260,7 @@ def apply_on_ray(
         try:
             mask_bytes = Path(mask).read_bytes()
         except OSError as exc:
-            raise NcaError(f"--mask {mask}: cannot read ({exc.strerror})") from None
+            raise NcaError(f"{mask}: cannot read ({exc.strerror})", param="mask") from None
     listing = plan_listing(inputs, out, filesystem, recursive, fmt, overwrite)
     summary, started, listed = BatchSummary(), time.perf_counter(), 0
     with _ray_session(address):
@@ -268,7 +268,7 @@ def apply_on_ray(
             try:
                 Path(listing.dest.path).mkdir(parents=True, exist_ok=True)
             except OSError as exc:
-                raise NcaError(f"--out {out}: cannot make the folder ({exc.strerror})") from None
+                raise NcaError(f"{out}: cannot make the folder ({exc.strerror})", param="out") from None
         gpus, pool = _placement(ray.cluster_resources(), device, cpus_per_worker, gpus_per_worker, workers)
         job = RayJob(
             rule_bytes, steps, seed, strength, tile, device, cpus_per_worker, overwrite, max_pixels, listing.source.fs,
@@ -327,7 +327,7 @@ def plan_listing(inputs, out, filesystem, recursive: bool, fmt: str | None, over
     from ncaedit.video import VIDEO_SUFFIXES
 
     if fmt is not None and fmt.lower().lstrip(".") not in FORMATS:
-        raise NcaError(f"--format {fmt}: unknown format (use one of {', '.join(FORMATS)})")
+        raise NcaError(f"{fmt}: unknown format (use one of {', '.join(FORMATS)})", param="fmt")
     if not inputs:
         raise NcaError("no inputs given")
     places = [open_place(str(i), filesystem) for i in inputs]
@@ -335,7 +335,7 @@ def plan_listing(inputs, out, filesystem, recursive: bool, fmt: str | None, over
     if any(type(p.fs) is not type(source.fs) or not p.fs.equals(source.fs) for p in places):
         raise NcaError("all inputs must be on one filesystem (one bucket, or all local); run once per filesystem")
     if Path(dest.path).suffix.lower() in WRITE_SUFFIXES | VIDEO_SUFFIXES or kind(dest) == "file":
-        raise NcaError(f"--out {out}: --ray writes into an output folder, not a file")
+        raise NcaError(f"{out}: Ray writes into an output folder, not a file", param="out")
     entries, roots = [], []
     for arg, place in zip(inputs, places):
         what = kind(place)
@@ -378,11 +378,11 @@ def _check_options(steps, strength, tile, feather, device, cpus_per_worker, gpus
 
     check_apply_options(steps, strength, tile, feather, None)
     if device not in ("auto", "cpu", "cuda"):  # each actor sees only the GPU Ray gave it: no cuda:N, no mps on clusters
-        raise NcaError(f"--device {device}: on Ray use auto, cpu or cuda")
+        raise NcaError(f"{device}: on Ray use auto, cpu or cuda", param="device")
     if cpus_per_worker <= 0 or (gpus_per_worker is not None and gpus_per_worker < 0) or (workers is not None and workers < 1):
         raise NcaError("CPUs per worker must be above 0, GPUs per worker 0 or more, and workers at least 1")
     if device == "cpu" and gpus_per_worker:
-        raise NcaError("--ray-gpus-per-worker needs --device auto or cuda")
+        raise NcaError("needs the device auto or cuda", param="gpus_per_worker")
 
 
 def _placement(resources: dict, device: str, cpus_per_worker: float, gpus_per_worker: float | None, workers: int | None) -> tuple[float, int]:
@@ -391,7 +391,7 @@ def _placement(resources: dict, device: str, cpus_per_worker: float, gpus_per_wo
     if gpus_per_worker is None:
         gpus_per_worker = 1.0 if cluster_gpus and device != "cpu" else 0.0
     if device.startswith("cuda") and not gpus_per_worker:
-        raise NcaError("--device cuda: the Ray cluster has no GPUs")
+        raise NcaError("cuda: the Ray cluster has no GPUs", param="device")
     fit = cluster_gpus / gpus_per_worker if gpus_per_worker else resources.get("CPU", 1) / cpus_per_worker
     return gpus_per_worker, workers or max(1, int(fit))
 
@@ -423,7 +423,7 @@ def _ray_session(address: str | None) -> Iterator[None]:
                 else:
                     ray.init(address=address, **quiet)
             except (ConnectionError, RuntimeError, ValueError) as exc:
-                raise NcaError(f"--ray {address or ''}: cannot start or reach Ray ({exc})".replace("  ", " ")) from None
+                raise NcaError(f"{address or 'local'}: cannot start or reach Ray ({exc})", param="address") from None
         yield
     finally:
         for log, level in zip(loggers, levels):

@@ -21,7 +21,7 @@ from ncaedit.errors import NcaError
 
 MAX_PIXELS_HELP = f"Refuse input images with more pixels than this (decompression bombs) (default: {DEFAULT_MAX_PIXELS:,})."
 
-FLAGS = {"fmt": "--format"}  # library parameters whose flag is not --the-same-name
+FLAGS = {"fmt": "--format", "address": "--ray", "gpus_per_worker": "--ray-gpus-per-worker"}  # library parameters whose flag is not --the-same-name
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Edit photos with Neural Cellular Automata.")
 

@@ -38,7 +38,7 @@ def apply_on_ray_cli(rule_path: Path, inputs: list[str], out: Path | None, addre
     require_ray()  # before the progress bar shows
     counts = {"done": 0, "skipped": 0, "failed": 0}
     videos = 0
-    with _progress() as bar:
+    with _progress(transient=True) as bar:  # the summary line replaces it; an error leaves no half-drawn bar
         task = bar.add_task(f"applying {rule_path.name} on Ray", total=None, info="starting Ray")
 
         def on_outcome(outcome) -> None:
