@@ -56,6 +56,7 @@ class Rule:
     """A trained rule: the network every cell runs (`network`, a rule.Rule module) and its metadata."""
 
     def __init__(self, network, metadata: dict | None = None, name: str = "rule"):
+        """`network`: a rule.Rule module; `metadata`: as a .nca file holds it; `name`: for default output names."""
         self.network = network
         self.metadata = dict(metadata or {})
         self.name = name  # the file's stem: part of default output names
@@ -297,6 +298,7 @@ class BatchSummary:
 
     @property
     def outcomes(self) -> list:
+        """Every file's outcome: done, then skipped, then failed."""
         return self.done + self.skipped + self.failed
 
 
