@@ -58,6 +58,16 @@ def photo(width: int, height: int) -> Image.Image:
     return Image.open(ROOT / "sample_images" / "coffee.jpg").convert("RGB").resize((width, height), Image.Resampling.BICUBIC)
 
 
+def photo_folder(folder: Path, count: int) -> Path:
+    """`count` different 512x512 JPEGs (crops of one photo) in a new folder."""
+    folder.mkdir()
+    base = np.asarray(photo(1024, 768))
+    for i in range(count):
+        y, x = (i * 37) % 256, (i * 61) % 512
+        Image.fromarray(base[y : y + 512, x : x + 512]).save(folder / f"p{i}.jpg", quality=92)
+    return folder
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rule", type=Path)
@@ -79,12 +89,7 @@ def main() -> None:
             results |= {"big_megapixels": round(width * (width * 3 // 4) / 1e6, 1), "big_seconds": round(seconds, 1), "big_peak_rss_mb": round(peak)}
             print(f"{results['big_megapixels']} MP photo, {a.steps} steps: {seconds:.0f} s, peak RSS {peak:.0f} MB")
 
-        folder = work / "photos"
-        folder.mkdir()
-        base = np.asarray(photo(1024, 768))
-        for i in range(a.photos):
-            y, x = (i * 37) % 256, (i * 61) % 512
-            Image.fromarray(base[y : y + 512, x : x + 512]).save(folder / f"p{i}.jpg", quality=92)
+        folder = photo_folder(work / "photos", a.photos)
         seconds, peak = run_measured(["apply", rule, folder, "--out", work / "photos-out", "--steps", a.steps, "--device", "cpu"])
         results |= {"photos": a.photos, "photos_seconds": round(seconds, 1), "images_per_second": round(a.photos / seconds, 3), "photos_peak_rss_mb": round(peak)}
         print(f"{a.photos} photos of 512x512, {a.steps} steps: {seconds:.1f} s, {a.photos / seconds:.3f} images/s (start-up included), peak RSS {peak:.0f} MB")

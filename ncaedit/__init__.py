@@ -22,7 +22,7 @@ from ncaedit.config import VERSION as __version__
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 _API = ("Rule", "train_style", "train_prompt", "apply_files", "Iteration", "Event", "BatchSummary", "NcaError")
-__all__ = [*_API, "__version__"]
+__all__ = [*_API, "apply_on_ray", "__version__"]
 
 
 def __getattr__(name: str):
@@ -30,6 +30,10 @@ def __getattr__(name: str):
         from ncaedit.errors import NcaError
 
         return NcaError
+    if name == "apply_on_ray":  # the optional extra ncaedit[ray]
+        from ncaedit.ray_apply import apply_on_ray
+
+        return apply_on_ray
     if name in _API:
         from ncaedit import api
 
@@ -38,4 +42,4 @@ def __getattr__(name: str):
 
 
 def __dir__() -> list[str]:
-    return sorted([*globals(), *_API])
+    return sorted([*globals(), *_API, "apply_on_ray"])

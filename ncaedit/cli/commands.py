@@ -21,7 +21,7 @@ from ncaedit.errors import NcaError
 
 MAX_PIXELS_HELP = f"Refuse input images with more pixels than this (decompression bombs) (default: {DEFAULT_MAX_PIXELS:,})."
 
-FLAGS = {"fmt": "--format"}  # library parameters whose flag is not --the-same-name
+FLAGS = {"fmt": "--format", "address": "--ray", "gpus_per_worker": "--ray-gpus-per-worker"}  # library parameters whose flag is not --the-same-name
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Edit photos with Neural Cellular Automata.")
 
@@ -158,8 +158,15 @@ def apply_cmd(
     carry: bool = typer.Option(False, "--carry", help="Videos: start each frame from the previous frame's hidden state."),
     device: Device = DEFAULT_DEVICE,
     max_pixels: MaxPixels = None,
+    ray: Optional[str] = typer.Option(None, "--ray", metavar="[ADDRESS]", help='Edit the photos on Ray (pip install "ncaedit\\[ray]"): alone, Ray on this machine; auto, this machine\'s cluster; ray://HOST:10001, a remote one. INPUT and --out may then be s3://, gs:// or abfs:// URIs. Videos stay on the local path.'),
+    ray_gpus_per_worker: Optional[float] = typer.Option(None, "--ray-gpus-per-worker", help="GPUs per Ray worker; a fraction shares one (default: 1 where the cluster has GPUs)."),
 ) -> None:
     """Run a trained rule on photos and videos of any size: files, folders or globs, into --out."""
+    if ray is not None:  # the photos go to a Ray cluster: cli/on_ray.py
+        from ncaedit.cli.on_ray import apply_on_ray_cli
+
+        options = dict(recursive=recursive, overwrite=overwrite, fmt=fmt, steps=steps, seed=seed, strength=strength, mask=mask, feather=feather, tile=tile, device=device, max_pixels=max_pixels)
+        return apply_on_ray_cli(rule_path, inputs, out, None if ray == "local" else ray, ray_gpus_per_worker, **options)
     from rich.markup import escape
 
     from ncaedit.api import Rule, apply_files
@@ -319,7 +326,9 @@ def prompt(
 def main() -> None:
     """Every failure the user can act on ends as one line, `error: ...`, and exit code 2."""
     try:
-        code = app(standalone_mode=False)  # returns click's exit code when a command exits early
+        from ncaedit.cli.on_ray import bare_ray
+
+        code = app(bare_ray(sys.argv[1:]), standalone_mode=False)  # returns click's exit code when a command exits early
     except NcaError as exc:
         _fail(f"{FLAGS.get(exc.param, '--' + exc.param.replace('_', '-'))} {exc.detail}" if exc.param else str(exc))
     except KeyboardInterrupt:
