@@ -5,7 +5,7 @@ page from a file:// URL, loads a photo of each size and times steps through the 
 function (which waits for the GPU by reading a pixel back). By default chromium renders with
 SwiftShader, a CPU implementation of the GPU: that is what a machine without a GPU has, and it is
 far slower than any real GPU. `--gl default` lets chromium pick (a GPU where it has one). For
-comparison, the same steps on the CPU in ncaedit's own engine (engine.run_inplace, what
+comparison, the same steps on the CPU in ncaedit's own engine (inference.run_inplace, what
 `ncaedit apply` runs).
 
     python benchmarks/export_speed.py [--sizes 512,2048] [--gl swiftshader|default] [--chromium PATH]
@@ -23,10 +23,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ncaedit.engine import run_inplace
+from ncaedit.inference import run_inplace
 from ncaedit.export import export_page
 from ncaedit.rule import Rule, RuleConfig
-from ncaedit.rulefile import save_rule
+from ncaedit.nca_format import save_rule
 from ncaedit.state import make_state
 
 GL_FLAGS = {"swiftshader": ["--use-angle=swiftshader", "--enable-unsafe-swiftshader", "--ignore-gpu-blocklist"], "default": ["--ignore-gpu-blocklist"]}

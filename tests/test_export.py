@@ -19,11 +19,11 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import smooth_photo, write_rgb
+from helpers import smooth_photo, write_rgb
 from ncaedit.errors import NcaError
 from ncaedit.export import export_page
 from ncaedit.rule import Rule, RuleConfig
-from ncaedit.rulefile import load_rule, save_rule
+from ncaedit.nca_format import load_rule, save_rule
 from test_apply_at_scale import cli  # noqa: F401  (the fixture: `ncaedit ARGS...` in this process)
 
 CHROMIUM = os.environ.get("NCAEDIT_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
@@ -74,7 +74,7 @@ def test_export_writes_one_self_contained_page(tmp_path, cli):
 
 
 def test_a_file_that_is_not_a_rule_gets_the_errors_of_apply(tmp_path, cli):
-    """export loads the rule as apply does (rulefile.load_rule): the same one-line errors, exit code 2."""
+    """export loads the rule as apply does (nca_format.load_rule): the same one-line errors, exit code 2."""
     bad = tmp_path / "bad.nca"
     bad.write_bytes(b"not a rule at all")
     assert cli("export", bad) == (2, f"error: {bad}: not an ncaedit rule file (bad or truncated header)")
