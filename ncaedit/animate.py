@@ -14,7 +14,7 @@ from ncaedit.errors import NcaError
 from ncaedit.image import to_samples
 from ncaedit.paths import atomic_output
 from ncaedit.rule import Rule, rollout
-from ncaedit.state import make_state, working_rgb
+from ncaedit.state import make_state, require_finite, working_rgb
 
 SUFFIXES = (".gif", ".mp4")
 HOLD_LAST_MS = 1000  # a GIF rests on the finished edit before it loops
@@ -35,6 +35,7 @@ def rollout_frames(
     for first in range(0, steps, every):
         n = min(every, steps - first)
         state = rollout(rule, state, n, seed=seed, first_step=first)
+        require_finite(state, first + n)
         frames.append(frame())
         if on_steps:
             on_steps(n)

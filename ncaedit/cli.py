@@ -9,7 +9,8 @@ from typing import Optional
 
 import typer
 
-from ncaedit.errors import NcaError
+from ncaedit.errors import NcaError, printable
+from ncaedit.limits import checked
 
 MAX_PIXELS_HELP = "Refuse input images with more pixels than this (decompression bombs) (default: 200,000,000)."
 
@@ -19,12 +20,19 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help="Edit photos 
 def _console():
     from rich.console import Console
 
-    return Console(stderr=True)
+    class SafeConsole(Console):
+        """Prints text with its control characters escaped (errors.printable): names can hold anything."""
+
+        def print(self, *objects, **kwargs):
+            super().print(*(printable(o) if isinstance(o, str) else o for o in objects), **kwargs)
+
+    return SafeConsole(stderr=True)
 
 
 def _progress(transient: bool = False):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+    console = _console()
     return Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -33,12 +41,14 @@ def _progress(transient: bool = False):
         TimeElapsedColumn(),
         TextColumn("eta"),
         TimeRemainingColumn(),
-        console=_console(),
+        console=console,
         transient=transient,
+        disable=transient and not console.is_terminal,  # off a terminal, rich would leave a blank line where it was
     )
 
 
 @app.command()
+@checked
 def style(
     photo: Path = typer.Argument(..., help="The photo to edit."),
     style_image: Path = typer.Option(..., "--style", "-s", help="The style image whose colours and textures to take."),
@@ -80,6 +90,7 @@ def style(
 
 
 @app.command("apply")
+@checked
 def apply_cmd(
     rule_path: Path = typer.Argument(..., metavar="RULE", help="A .nca rule file."),
     inputs: list[str] = typer.Argument(..., metavar="INPUT...", help="Photos, videos (.mp4, ...), folders or globs."),
@@ -98,29 +109,23 @@ def apply_cmd(
     max_pixels: Optional[int] = typer.Option(None, "--max-pixels", min=1, help=MAX_PIXELS_HELP),
 ) -> None:
     """Run a trained rule on photos and videos of any size: files, folders or globs, into --out."""
+    import glob
     import time
 
     from rich.markup import escape
 
-    from ncaedit.batch import Item, Settings, find_inputs, output_suffix, plan_outputs, run_batch
+    from ncaedit.batch import OUTPUT_EXISTS, Item, Settings, find_inputs, output_suffix, plan_outputs, run_batch
     from ncaedit.device import resolve_device, tile_workers
-    from ncaedit.image import WRITE_SUFFIXES
-    from ncaedit.paths import check_output, free_name
+    from ncaedit.image import MIN_SIDE, WRITE_SUFFIXES
+    from ncaedit.mask import load_mask
+    from ncaedit.paths import check_output, check_regular, check_writable_folder, free_name
     from ncaedit.rulefile import load_rule
     from ncaedit.video import VIDEO_SUFFIXES
 
     rf = load_rule(rule_path)
     n = rf.metadata.get("default_steps", 32) if steps is None else steps
-    if n < 1:
-        raise NcaError("--steps must be at least 1")
-    if not 0 <= strength <= 1:
-        raise NcaError("--strength must be between 0 and 1")
-    if tile is not None and tile < 16:
-        raise NcaError("--tile must be at least 16 pixels")
-    if feather < 0:
-        raise NcaError("--feather must be 0 or more")
-    if mask is not None and not mask.is_file():
-        raise NcaError(f"--mask {mask}: no such file")
+    if mask is not None:
+        load_mask(mask, (MIN_SIDE, MIN_SIDE), feather)  # an unreadable mask fails here, before any work
     device = resolve_device(device)
     workers = tile_workers(device)
     if workers > 1:
@@ -130,11 +135,12 @@ def apply_cmd(
     settings = Settings(n, seed, tile, strength, mask, feather, device, carry, overwrite, workers, max_pixels)
 
     single = Path(inputs[0])
-    if len(inputs) == 1 and not any(ch in inputs[0] for ch in "*?["):
-        if not single.exists():
-            raise NcaError(f"{single}: no such file")
-        if single.is_dir() and out is None:
-            raise NcaError(f"{single}: is a folder; give an output folder with --out DIR")
+    if len(inputs) == 1 and (single.exists() or single.is_symlink() or not glob.glob(inputs[0], recursive=recursive)):
+        if single.is_dir():
+            if out is None:
+                raise NcaError(f"{single}: is a folder; give an output folder with --out DIR")
+        else:  # one file, named as is (a name may hold *?[ )
+            check_regular(single, "an image or video", "no such file" if single.is_symlink() or not glob.has_magic(inputs[0]) else "no such file, and no files match it")
     if len(inputs) == 1 and single.is_file() and (out is None or (out.suffix and not out.is_dir())):
         target = out or free_name(single.with_name(f"{single.stem}-{rule_path.stem}{output_suffix(single, fmt)}"))
         writable = {".mp4"} if Item(single, target).is_video else WRITE_SUFFIXES
@@ -148,6 +154,7 @@ def apply_cmd(
         if (out.exists() and not out.is_dir()) or out.suffix.lower() in WRITE_SUFFIXES | VIDEO_SUFFIXES:
             raise NcaError(f"--out {out}: several inputs or a folder need an output folder, not a file")
         items = plan_outputs(find_inputs(inputs, recursive, out), out, fmt)
+        check_writable_folder(out, f"--out {out}: folder")  # before any work, and before making it
         try:
             out.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -160,7 +167,7 @@ def apply_cmd(
         current = bar.add_task("", total=None, info="", visible=False)
 
         def on_file(item, total):
-            bar.reset(current, total=total, description=f"  {escape(item.source.name)}", visible=True)
+            bar.reset(current, total=total, description=f"  {escape(printable(item.source.name))}", visible=True)
 
         for outcome in run_batch(rf.rule, items, settings, on_file, lambda x: bar.advance(current, x)):
             outcomes.append(outcome)
@@ -170,18 +177,17 @@ def apply_cmd(
     seconds = time.perf_counter() - started
     failed = [o for o in outcomes if o.status == "failed"]
     if len(items) == 1 and failed:
-        raise NcaError(failed[0].detail)
+        raise NcaError(failed[0].message)
     for o in outcomes:
         if o.status == "done" and (len(items) == 1 or o.detail):
             console.print(f"wrote {o.item.out}" + (f" ({o.detail})" if o.detail else ""), soft_wrap=True, markup=False)
-        elif o.status == "skipped" and len(items) == 1:
-            console.print(f"skipped {o.item.out}: {o.detail}", soft_wrap=True, markup=False)
+        elif o.status == "skipped" and (len(items) == 1 or o.detail != OUTPUT_EXISTS):
+            console.print(f"skipped {o.item.out if o.detail == OUTPUT_EXISTS else o.item.source}: {o.detail}", soft_wrap=True, markup=False)
     if len(items) > 1:
         done = sum(o.status == "done" for o in outcomes)
         console.print(f"{done} done, {len(outcomes) - done - len(failed)} skipped, {len(failed)} failed in {seconds:.1f} s -> {out}", soft_wrap=True, markup=False)
         for o in failed:
-            detail = o.detail if o.detail.startswith(str(o.item.source)) else f"{o.item.source}: {o.detail}"
-            console.print(f"[red]failed[/red] {escape(detail)}", soft_wrap=True, highlight=False)  # one line each: grep-able logs
+            console.print(f"[red]failed[/red] {escape(o.message)}", soft_wrap=True, highlight=False)  # one line each: grep-able logs
     if failed:
         raise SystemExit(1)  # some files failed (2 stays for "nothing was done": bad arguments)
 
@@ -197,6 +203,7 @@ def info(rule_path: Path = typer.Argument(..., metavar="RULE", help="A .nca rule
 
 
 @app.command()
+@checked
 def animate(
     rule_path: Path = typer.Argument(..., metavar="RULE", help="A .nca rule file."),
     image: Path = typer.Argument(..., help="The photo to edit."),
@@ -218,8 +225,6 @@ def animate(
 
     rf = load_rule(rule_path)
     n = rf.metadata.get("default_steps", 32) if steps is None else steps
-    if n < 1 or every < 1 or fps <= 0 or size < 0:
-        raise NcaError("--steps and --every must be at least 1, --fps above 0 and --size 0 or more")
     out = out or free_name(image.with_name(f"{image.stem}-{rule_path.stem}.gif"))
     if out.suffix.lower() not in SUFFIXES:
         raise NcaError(f"{out}: animations are written as {' or '.join(SUFFIXES)}")
@@ -231,12 +236,16 @@ def animate(
         rgb = fit_long_side(rgb, size)
     with _progress() as bar:
         task = bar.add_task(f"animating {rule_path.name}", total=n, info=f"{rgb.shape[1]}x{rgb.shape[0]}")
-        frames = rollout_frames(rf.rule, rgb, n, every, seed, resolve_device(device), on_steps=lambda k: bar.advance(task, k))
+        try:
+            frames = rollout_frames(rf.rule, rgb, n, every, seed, resolve_device(device), on_steps=lambda k: bar.advance(task, k))
+        except NcaError as exc:
+            raise NcaError(f"{rule_path} on {image}: {exc}") from None
     write_animation(frames, out, fps)
     _console().print(f"wrote {out} ({len(frames)} frames)")
 
 
 @app.command()
+@checked
 def prompt(
     photo: Path = typer.Argument(..., help="The photo to edit."),
     text: str = typer.Argument(..., metavar="PROMPT", help='What the photo should become: "a pencil sketch", or weighted "a pencil sketch:1 | charcoal:0.5 | blurry:-0.3".'),
@@ -318,5 +327,5 @@ def main() -> None:
 
 
 def _fail(message: str) -> None:
-    print(f"error: {message}", file=sys.stderr)
+    print(f"error: {printable(message)}", file=sys.stderr)
     sys.exit(2)

@@ -6,3 +6,9 @@ class NcaError(Exception):
 
     The message is shown as is, so it should say what is wrong and what to do about it.
     """
+
+
+def printable(text: str) -> str:
+    """`text` with its control characters written as escapes (`\\x1b`, `\\n`): a file name may hold
+    terminal escape sequences or line breaks, and a message must stay one harmless line."""
+    return "".join(ch if ch.isprintable() or ch == " " else repr(ch)[1:-1] for ch in text)

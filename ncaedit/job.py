@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Callable
 
 from ncaedit.errors import NcaError
+from ncaedit.limits import check_number
 from ncaedit.paths import check_output, free_name
 
 
@@ -98,8 +99,7 @@ def run_job(job: Job, default_name: str, extra_inputs: list[Path], setup: Callab
     from ncaedit.rulefile import save_rule
     from ncaedit.train import Checkpointing, train_rule
 
-    if job.steps is not None and job.steps < 1:
-        raise NcaError("--steps must be at least 1")
+    check_number("steps", job.steps)
     job.device = resolve_device(job.device)
     recipe = load_recipe(job.preset, job.overrides, job.mode)
     photo = load_image(job.photo, job.max_pixels)

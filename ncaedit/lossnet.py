@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ncaedit.errors import NcaError
+from ncaedit.paths import check_regular
 
 LOSS_NETS = ("auto", "vgg19", "random")
 VGG19_URL = "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth"
@@ -157,8 +158,7 @@ def _vgg19_state_dict(path: str | Path | None) -> dict:
 
 
 def _read_weights(path: Path) -> dict:
-    if not path.is_file():
-        raise NcaError(f"VGG weights file {path} does not exist")
+    check_regular(path, "a VGG weights file", "no such file (--vgg-weights)")
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file

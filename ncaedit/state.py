@@ -39,6 +39,19 @@ def make_state(rgb: torch.Tensor, hidden_channels: int, seed: int = 0, top: int 
     return torch.cat([colour, colour, hidden.to(rgb.dtype).expand(b, -1, -1, -1)], dim=1)
 
 
+def require_finite(state: torch.Tensor, steps: int) -> None:
+    """Refuse a state that went infinite or NaN: an unstable rule (finite but huge weights) would
+    otherwise come out as a silently black image. Checked once per tile or frame, not per step:
+    non-finite values stay non-finite, so a check at the end sees them."""
+    if not torch.isfinite(state).all():
+        from ncaedit.errors import NcaError
+
+        raise NcaError(
+            f"the rule's cell state became infinite or NaN within {steps} steps: the rule is unstable "
+            "(its weights are far too large), so nothing was written; use another rule"
+        )
+
+
 def working_rgb(state: torch.Tensor) -> torch.Tensor:
     """The edited image in [0, 1], shape (B, 3, H, W)."""
     return ((state[:, WORKING] + 1) * 0.5).clamp(0, 1)

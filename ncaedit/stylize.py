@@ -10,12 +10,10 @@ from ncaedit.job import Job, ModeSetup, run_job
 
 
 def run_style_job(job: Job, style_path: Path, style_scale: float, loss_net: str, vgg_weights: Path | None, console, progress) -> dict:
-    import math
-
     from ncaedit.image import load_image
+    from ncaedit.limits import check_number
 
-    if not 0 < style_scale < math.inf:
-        raise NcaError("--style-scale must be a finite number > 0")
+    check_number("style_scale", style_scale)
     style = load_image(style_path, job.max_pixels)
 
     def setup(recipe, photo) -> ModeSetup:
