@@ -219,7 +219,7 @@ def animate(
     """Show the rule at work: the rollout on IMAGE as a looping GIF or an MP4."""
     from ncaedit.animate import SUFFIXES, rollout_frames, write_animation
     from ncaedit.device import resolve_device
-    from ncaedit.image import fit_long_side, load_image
+    from ncaedit.image import MIN_SIDE, fit_long_side, load_image
     from ncaedit.paths import check_output, free_name
     from ncaedit.rulefile import load_rule
 
@@ -234,6 +234,8 @@ def animate(
     rgb = load_image(image).rgb
     if size and max(rgb.shape[:2]) > size:
         rgb = fit_long_side(rgb, size)
+        if min(rgb.shape[:2]) < MIN_SIDE:
+            raise NcaError(f"--size {size}: the animation would be {rgb.shape[1]}x{rgb.shape[0]}, under {MIN_SIDE} pixels a side; give a larger --size")
     with _progress() as bar:
         task = bar.add_task(f"animating {rule_path.name}", total=n, info=f"{rgb.shape[1]}x{rgb.shape[0]}")
         try:

@@ -96,7 +96,7 @@ def run_job(job: Job, default_name: str, extra_inputs: list[Path], setup: Callab
     from ncaedit.device import resolve_device
     from ncaedit.image import WRITE_SUFFIXES, load_image, save_image
     from ncaedit.recipe import load_recipe
-    from ncaedit.rulefile import save_rule
+    from ncaedit.rulefile import save_rule_or_rescue
     from ncaedit.train import Checkpointing, train_rule
 
     check_number("steps", job.steps)
@@ -139,7 +139,11 @@ def run_job(job: Job, default_name: str, extra_inputs: list[Path], setup: Callab
         "train_seconds": round(result.seconds, 1),
         "default_steps": t.steps_max,
     }
-    save_rule(result.rule, rule_path, metadata)
+    try:
+        save_rule_or_rescue(result.rule, rule_path, metadata)
+    except NcaError as exc:
+        kept = f"; the checkpoint {ckpt} is kept too (rerun with --resume once there is space)" if ckpt.exists() else ""
+        raise NcaError(f"{exc}{kept}") from None
     resume_hint = f"; continue it with the same command and --resume (checkpoint {ckpt})" if ckpt.exists() else ""
     if result.diverged:
         raise NcaError(f"{result.diverged}; the best rule so far is saved in {rule_path}; train again with a lower --lr")

@@ -29,7 +29,7 @@ import torch
 from ncaedit import __version__
 from ncaedit.errors import NcaError
 from ncaedit.limits import check_number
-from ncaedit.paths import read_limited, write_atomic
+from ncaedit.paths import free_name, read_limited, write_atomic
 from ncaedit.rule import PADDINGS, Rule, RuleConfig
 
 FORMAT = "ncaedit-rule"
@@ -72,6 +72,23 @@ def save_rule(rule: Rule, path: str | Path, metadata: dict | None = None) -> Pat
     _check_metadata(meta, path)  # never write a file that would be refused on reading
     meta["settings_sha256"] = _settings_checksum(meta)
     return write_atomic(path, save(tensors, metadata={"ncaedit": json.dumps(meta, sort_keys=True)}))
+
+
+def save_rule_or_rescue(rule: Rule, path: str | Path, metadata: dict | None = None) -> Path:
+    """save_rule; when `path` cannot be written (a full disk, a folder gone read-only), the rule goes
+    to the temporary folder instead and the NcaError says where: a trained rule is never lost to a
+    failed write."""
+    import tempfile
+
+    try:
+        return save_rule(rule, path, metadata)
+    except NcaError as exc:
+        rescue = free_name(Path(tempfile.gettempdir()) / f"ncaedit-rescued-{Path(path).name}")
+        try:
+            save_rule(rule, rescue, metadata)
+        except NcaError:
+            raise NcaError(f"{exc}; the rule could not be written to {rescue} either") from None
+        raise NcaError(f"{exc}; the trained rule was saved to {rescue} instead") from None
 
 
 def read_metadata(path: str | Path) -> dict:
