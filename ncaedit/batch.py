@@ -140,7 +140,7 @@ def find_inputs(args: list[str], recursive: bool, out_dir: Path | None = None) -
     seen, unique = set(), []
     for f, root in found:
         key = os.path.abspath(f)
-        fed_back = out_real is not None and _inside(_real(f), out_real) and _inside(out_real, _real(root))
+        fed_back = out_real is not None and _inside(_real(f), out_real) and _real(root) in out_real.parents
         if key not in seen and not fed_back:
             seen.add(key)
             unique.append((f, root))
