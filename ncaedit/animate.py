@@ -27,12 +27,7 @@ def rollout_frames(
     rule: Rule, rgb: np.ndarray, steps: int, every: int, seed: int = 0, device: str = "cpu", on_steps: Callable[[int], None] | None = None
 ) -> list[np.ndarray]:
     """uint8 (H, W, 3) frames of the working RGB at steps 0, every, 2*every, ..., and at `steps`."""
-    count = -(-steps // every) + 1
-    if count * rgb.shape[0] * rgb.shape[1] * 3 > MAX_FRAME_BYTES:
-        raise NcaError(
-            f"{steps} steps with a frame every {every} make {count:,} frames of {rgb.shape[1]}x{rgb.shape[0]}, "
-            f"over {MAX_FRAME_BYTES >> 30} GB in memory; take a larger --every or a smaller --size"
-        )
+    check_frame_memory(steps, every, rgb.shape[1], rgb.shape[0])
     rule = rule.to(device)
     state = make_state(torch.from_numpy(rgb).permute(2, 0, 1)[None].to(device), rule.config.hidden_channels, seed=seed)
 
@@ -48,6 +43,16 @@ def rollout_frames(
         if on_steps:
             on_steps(n)
     return frames
+
+
+def check_frame_memory(steps: int, every: int, width: int, height: int) -> None:
+    """Refuse an animation whose frames would not fit in MAX_FRAME_BYTES (they are kept until encoded)."""
+    count = -(-steps // every) + 1
+    if count * width * height * 3 > MAX_FRAME_BYTES:
+        raise NcaError(
+            f"{steps} steps with a frame every {every} make {count:,} frames of {width}x{height}, "
+            f"over {MAX_FRAME_BYTES >> 30} GB in memory; take a larger --every or a smaller --size"
+        )
 
 
 def write_animation(frames: list[np.ndarray], path: Path, fps: float) -> Path:

@@ -217,7 +217,7 @@ def animate(
     device: str = typer.Option("auto", help="auto, cpu, cuda or mps."),
 ) -> None:
     """Show the rule at work: the rollout on IMAGE as a looping GIF or an MP4."""
-    from ncaedit.animate import SUFFIXES, rollout_frames, write_animation
+    from ncaedit.animate import SUFFIXES, check_frame_memory, rollout_frames, write_animation
     from ncaedit.device import resolve_device
     from ncaedit.image import MIN_SIDE, fit_long_side, load_image
     from ncaedit.paths import check_output, free_name
@@ -236,6 +236,7 @@ def animate(
         rgb = fit_long_side(rgb, size)
         if min(rgb.shape[:2]) < MIN_SIDE:
             raise NcaError(f"--size {size}: the animation would be {rgb.shape[1]}x{rgb.shape[0]}, under {MIN_SIDE} pixels a side; give a larger --size")
+    check_frame_memory(n, every, rgb.shape[1], rgb.shape[0])
     with _progress() as bar:
         task = bar.add_task(f"animating {rule_path.name}", total=n, info=f"{rgb.shape[1]}x{rgb.shape[0]}")
         try:

@@ -9,7 +9,7 @@ from typing import Callable
 
 from ncaedit.errors import NcaError
 from ncaedit.limits import check_number
-from ncaedit.paths import check_output, free_name
+from ncaedit.paths import check_output, check_regular, free_name
 
 
 @dataclass
@@ -77,8 +77,8 @@ def output_paths(job: Job, default_name: str) -> tuple[Path, Path, Path]:
         out = free_name(first, siblings=(".nca", ".ckpt"))
     rule_path = job.rule_path or out.with_suffix(".nca")
     checkpoint = rule_path.with_suffix(".ckpt")
-    if job.resume and not checkpoint.exists():
-        raise NcaError(f"--resume: no checkpoint {checkpoint} to continue; run without --resume to start over")
+    if job.resume:  # a FIFO or device there is refused now, before training starts
+        check_regular(checkpoint, "a checkpoint", "no checkpoint to continue (--resume); run without --resume to start over")
     return out, rule_path, checkpoint
 
 
