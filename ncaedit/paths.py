@@ -95,6 +95,17 @@ def free_name(path: Path, siblings: tuple[str, ...] = ()) -> Path:
     return candidate
 
 
+def check_replaceable(path: Path) -> None:
+    """Refuse to write over anything but a regular file: the rename would replace a device node
+    (`-o /dev/null` as root), a FIFO or a socket with our file."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return  # nothing there (or a dangling link, which the rename replaces)
+    if not stat.S_ISREG(mode):
+        raise NcaError(_not_regular(path, mode, "a file").replace("only regular files are read", "outputs replace only regular files"))
+
+
 def check_output(out: Path, inputs: list[Path], suffixes: set[str] | None = None) -> None:
     """Refuse, before any slow work, an output that is one of the inputs, is a folder, has a suffix
     outside `suffixes`, or whose folder is missing or not writable."""
@@ -107,6 +118,7 @@ def check_output(out: Path, inputs: list[Path], suffixes: set[str] | None = None
             raise NcaError(f"{out}: output would overwrite the input {src}; choose another output path")
     if out.is_dir():
         raise NcaError(f"{out}: is a folder; give a file name for the output")
+    check_replaceable(out)
     if suffixes is not None and out.suffix.lower() not in suffixes:
         raise NcaError(f"{out}: unknown output format {out.suffix!r} (use one of {', '.join(sorted(suffixes))})")
     folder = out.parent
@@ -129,6 +141,7 @@ def atomic_output(path: Path) -> Iterator[Path]:
     """A temporary file beside `path` to write to: flushed to disk and renamed onto `path` when the
     block succeeds, removed when it fails, so a crash or a full disk never leaves a half-written `path`."""
     path = Path(path)
+    check_replaceable(path)
     remove_stale_parts(path)
     try:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".part")

@@ -285,6 +285,29 @@ def test_a_special_file_in_a_batch_folder_is_reported_and_the_rest_done(world, t
     assert (tmp_path / "out" / "a.png").exists()
 
 
+WRITERS = {
+    "apply -o": ["apply", "{rule}", "{photo}", "-o", "{target}"],
+    "animate -o": ["animate", "{rule}", "{photo}", "-o", "{target_gif}", "--overwrite"],
+    "style --out": ["style", "{photo}", "--style", "{style}", "--preset", "{preset}", "--out", "{target}"],
+    "style --rule": ["style", "{photo}", "--style", "{style}", "--preset", "{preset}", "--rule", "{target_nca}"],
+}
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device"])
+@pytest.mark.parametrize("writer", list(WRITERS))
+def test_outputs_never_replace_a_special_file(writer, kind, world, tmp_path):
+    """The write is a rename onto the output's name: over a FIFO or a device (as root, `-o /dev/null`)
+    it would replace the special file itself. Refused, as for reads."""
+    targets = {}
+    for key, name in (("target", "t.png"), ("target_gif", "t.gif"), ("target_nca", "t.nca")):
+        targets[key] = tmp_path / name
+        os.mkfifo(targets[key]) if kind == "fifo" else targets[key].symlink_to("/dev/null")
+    code, err = cli(*[a.format(**world, **targets) for a in WRITERS[writer]])
+    one_error(code, err, "FIFO" if kind == "fifo" else "character device", "outputs replace only regular files")
+    assert all(p.is_fifo() if kind == "fifo" else p.is_symlink() for p in targets.values())
+    assert Path("/dev/null").is_char_device()
+
+
 def test_reads_are_bounded_by_the_limit_not_the_reported_size(tmp_path):
     from ncaedit.errors import NcaError
     from ncaedit.paths import read_limited
