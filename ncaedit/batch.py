@@ -83,11 +83,11 @@ def _folder_entries(folder: Path, recursive: bool) -> tuple[list[Path], list[Pat
         files += [Path(top, name) for name in names]
     unreadable = [Path(exc.filename) for exc in unreadable]
     if folder in unreadable:
-        raise unreadable_error(folder)
+        raise _unreadable_error(folder)
     return sorted(files), sorted(unreadable)
 
 
-def unreadable_error(folder: Path) -> OSError:
+def _unreadable_error(folder: Path) -> OSError:
     try:
         os.scandir(folder).close()
     except OSError as exc:
@@ -254,7 +254,7 @@ def run_batch(
     for item in items:
         real = os.path.realpath(item.source)
         if item.source.is_dir():  # a subfolder that could not be listed (find_inputs)
-            yield Outcome(item, "failed", f"cannot list this folder ({unreadable_error(item.source).strerror}); the files in it were not edited")
+            yield Outcome(item, "failed", f"cannot list this folder ({_unreadable_error(item.source).strerror}); the files in it were not edited")
         elif real in first_of:
             first = first_of[real]
             yield Outcome(item, "skipped", f"the same file as {first.source} (a link); edited once, into {first.out}")

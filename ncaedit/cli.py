@@ -125,7 +125,7 @@ def apply_cmd(
     rf = load_rule(rule_path)
     n = rf.metadata.get("default_steps", 32) if steps is None else steps
     if mask is not None:
-        load_mask(mask, (MIN_SIDE, MIN_SIDE), feather)  # an unreadable mask fails here, before any work
+        load_mask(mask, (MIN_SIDE, MIN_SIDE))  # an unreadable mask fails here, before any work
     device = resolve_device(device)
     workers = tile_workers(device)
     if workers > 1:
