@@ -123,7 +123,7 @@ def run_job(job: Job, default_name: str, extra_inputs: list[Path], setup: Callab
             device=job.device,
         )
     if result.resumed_at:
-        console.print(f"resumed from {ckpt} at iteration {result.resumed_at}")
+        console.print(f"resumed from {ckpt} at iteration {result.resumed_at}", markup=False)  # names are not markup
     if not result.history:
         raise NcaError(f"{result.diverged or 'training stopped before the first iteration finished'}; nothing saved")
 
@@ -167,5 +167,5 @@ def run_job(job: Job, default_name: str, extra_inputs: list[Path], setup: Callab
         written += write_previews(out, photo.rgb, mode.preview_middle, edited.rgb, result.history)
     console.print(f"trained {len(result.history)} iterations in {result.seconds:.0f} s")
     for p in written:
-        console.print(f"wrote {p}")
+        console.print(f"wrote {p}", markup=False)
     return {"out": out, "rule": rule_path, "result": result}
