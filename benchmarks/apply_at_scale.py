@@ -35,7 +35,7 @@ def make_rule(path: Path, steps: int) -> Path:
 
     from ncaedit.recipe import load_recipe
     from ncaedit.rule import Rule
-    from ncaedit.rulefile import save_rule
+    from ncaedit.nca_format import save_rule
 
     torch.manual_seed(0)
     rule = Rule(load_recipe("fast", {}).rule)

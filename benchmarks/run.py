@@ -34,19 +34,19 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the CLI sets it (cli.main), before torch loads
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as importing ncaedit sets it (ncaedit/__init__.py), before torch loads
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-from ncaedit.engine import run_inplace
 from ncaedit.image import Photo, fit_long_side, load_image, save_image
+from ncaedit.inference import run_inplace
 from ncaedit.lossnet import load_loss_net
+from ncaedit.nca_format import save_rule
 from ncaedit.recipe import load_recipe, preset_names
-from ncaedit.rule import PERCEPTION_FILTERS, Rule, RuleConfig, fire_mask, rollout
-from ncaedit.rulefile import save_rule
+from ncaedit.reference import ReferenceRule, reference_rollout
+from ncaedit.rule import Rule, RuleConfig, rollout
 from ncaedit.state import make_state
 from ncaedit.style_loss import StyleLoss
 from ncaedit.train import train_rule
@@ -55,36 +55,6 @@ ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "sample_images"
 SECTIONS = ("rollout", "train", "style", "memory", "batch", "cli")
 NEEDS_BATCH = "n/a (needs batch apply)"
-
-
-class ReferenceRule(nn.Module):
-    """The same rule written the usual way: NCHW, depthwise conv2d perception, 1x1 Conv2d layers."""
-
-    def __init__(self, rule: Rule):
-        super().__init__()
-        c, width = rule.config.channels, rule.config.width
-        self.padding = "constant" if rule.config.padding == "zeros" else rule.config.padding
-        self.register_buffer("filters", PERCEPTION_FILTERS.repeat(c, 1, 1).unsqueeze(1))
-        self.conv1 = nn.Conv2d(4 * c, width, 1)
-        self.conv2 = nn.Conv2d(width, c - 3, 1, bias=False)
-        with torch.no_grad():
-            self.conv1.weight.copy_(rule.w1.weight[:, :, None, None])
-            self.conv1.bias.copy_(rule.w1.bias)
-            self.conv2.weight.copy_(rule.w2.weight[:, :, None, None])
-
-    def forward(self, state: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        perception = F.conv2d(F.pad(state, (1, 1, 1, 1), mode=self.padding), self.filters, groups=state.shape[1])
-        delta = self.conv2(torch.relu(self.conv1(perception)))
-        if mask is not None:
-            delta = delta * mask
-        return torch.cat([state[:, :3], state[:, 3:] + delta], dim=1)
-
-
-def reference_rollout(ref: ReferenceRule, rule: Rule, state: torch.Tensor, steps: int, seed: int) -> torch.Tensor:
-    _, _, h, w = state.shape
-    for i in range(steps):
-        state = ref(state, fire_mask(rule, seed, i, 0, 0, h, w, device=state.device))
-    return state
 
 
 class Table:
@@ -150,9 +120,9 @@ def section_rollout(table: Table, device: torch.device) -> None:
         cells = side * side * steps
         runs = {
             "matrix product": lambda: a @ b,
-            "reference": lambda: reference_rollout(ref, rule, state, steps, seed=3),
+            "reference": lambda: reference_rollout(ref, state, steps, seed=3),
             "same arithmetic": lambda: run_inplace(rule, state, steps, seed=3, skip_idle=False),
-            "default": lambda: rollout(rule, state, steps, seed=3),
+            "default": lambda: run_inplace(rule, state, steps, seed=3),
         }
         if device.type == "cpu" and side == 512:  # the engine's threading against torch's own intra-op threads
             runs["same arithmetic, intra-op threads"] = lambda: run_inplace(rule, state, steps, seed=3, skip_idle=False, threads=1)
@@ -224,7 +194,7 @@ def section_train(table: Table, device: torch.device) -> None:
 
         def rollout_part():
             rule.zero_grad()
-            rollout(rule, state, steps, checkpoint_every=t.checkpoint_every)[:, 3:].square().mean().backward()
+            rollout(rule, state, steps, checkpoint_every=t.grad_checkpoint_every)[:, 3:].square().mean().backward()
 
         out = rollout(rule, state, steps).detach()
 
@@ -299,7 +269,7 @@ def section_memory(table: Table, tmp: Path, rule_path: Path, batch_apply: bool) 
     q = load_recipe("quality").train
     code, wall, rss, tail = run_measured([sys.executable, "-c", f"import sys; sys.path.insert(0, {str(ROOT)!r}); {snippet}"])
     what = f"training, quality preset at its longest rollout ({q.steps_max} steps, batch {q.batch} x {q.crop}^2): peak RSS"
-    table.add("memory", what, rss if code == 0 else "failed", "MB" if code == 0 else "", f"checkpoint every {q.checkpoint_every} steps" if code == 0 else tail)
+    table.add("memory", what, rss if code == 0 else "failed", "MB" if code == 0 else "", f"checkpoint every {q.grad_checkpoint_every} steps" if code == 0 else tail)
 
     what = "apply to a 48-megapixel photo (8000 x 6000): peak RSS"
     if not batch_apply:

@@ -15,7 +15,7 @@ from torch import nn
 
 from ncaedit.errors import NcaError
 from ncaedit.paths import check_regular
-from ncaedit.lossnet import offline
+from ncaedit.weights import cached_or_download, read_state_dict
 
 AESTHETIC_URL = "https://github.com/LAION-AI/aesthetic-predictor/raw/main/{}"
 HEADS_PRETRAINED = "openai"  # the CLIP weights whose embeddings the heads were trained on
@@ -43,31 +43,20 @@ def aesthetic_head_file(clip_name: str, path: Path | None = None) -> Path:
     if name is None:
         raise NcaError(f"no published aesthetic head for CLIP {clip_name} (known: {', '.join(HEAD_FILES)}); pass --aesthetic-weights PATH")
     cached = Path(torch.hub.get_dir()) / "checkpoints" / name
-    if cached.is_file():
-        return cached
     url = AESTHETIC_URL.format(name)
-    advice = f"download {url} once into {cached.parent}, or pass --aesthetic-weights PATH"
-    if offline():
-        raise NcaError(f"the aesthetic head {name} is not cached and offline mode is on: {advice}")
-    try:
+
+    def download() -> Path:
         cached.parent.mkdir(parents=True, exist_ok=True)
         torch.hub.download_url_to_file(url, str(cached), progress=True)
-    except Exception as exc:  # no network, a proxy, a partial download
-        raise NcaError(f"could not download the aesthetic head ({type(exc).__name__}): {advice}") from None
-    return cached
+        return cached
+
+    advice = f"download {url} once into {cached.parent}, or pass --aesthetic-weights PATH"
+    return cached_or_download(cached if cached.is_file() else None, download, f"the aesthetic head {name}", advice)
 
 
 def load_aesthetic_head(path: Path, dim: int) -> AestheticHead:
     """The head in `path` (a state dict, .pth or .safetensors) for `dim`-d embeddings."""
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            state = load_file(str(path))
-        else:  # a pickle: weights_only refuses anything but plain tensors
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise NcaError(f"aesthetic weights {path}: not a readable state dict ({type(exc).__name__})") from None
+    state = read_state_dict(path, "aesthetic weights")
     tensors = {k.rsplit(".", 1)[-1]: v for k, v in state.items()} if isinstance(state, dict) else {}
     weight, bias = tensors.get("weight"), tensors.get("bias")
     if len(tensors) != 2 or weight is None or bias is None or tuple(weight.shape) != (1, dim) or bias.numel() != 1:

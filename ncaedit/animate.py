@@ -12,8 +12,9 @@ import torch
 
 from ncaedit.errors import NcaError
 from ncaedit.image import to_samples
+from ncaedit.inference import run_inplace
 from ncaedit.paths import atomic_output
-from ncaedit.rule import Rule, rollout
+from ncaedit.rule import Rule
 from ncaedit.state import make_state, require_finite, working_rgb
 
 SUFFIXES = (".gif", ".mp4")
@@ -37,7 +38,7 @@ def rollout_frames(
     frames = [frame()]
     for first in range(0, steps, every):
         n = min(every, steps - first)
-        state = rollout(rule, state, n, seed=seed, first_step=first)
+        state = run_inplace(rule, state, n, seed=seed, first_step=first)
         require_finite(state, first + n)
         frames.append(frame())
         if on_steps:

@@ -3,6 +3,7 @@ source by strength and mask, and write it back in the photo's own sample type.""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -10,6 +11,18 @@ import numpy as np
 from ncaedit.image import Photo, to_float, to_samples
 from ncaedit.rule import Rule
 from ncaedit.tiling import edit_tiles
+
+
+def check_apply_options(steps: int, mask: Path | str | None = None) -> None:
+    """Refuse, before any photo is read, steps out of bounds (the rule's default included: the other
+    numbers are checked by limits.checked on the caller) and a mask file that cannot be decoded."""
+    from ncaedit.image import MIN_SIDE
+    from ncaedit.limits import check_number
+    from ncaedit.mask import load_mask
+
+    check_number("steps", steps)
+    if mask is not None:
+        load_mask(Path(mask), (MIN_SIDE, MIN_SIDE))  # decoded without feathering: cheap, and an unreadable mask fails here
 
 
 def blend(source: np.ndarray, edited: np.ndarray, strength: float = 1.0, mask: np.ndarray | None = None) -> np.ndarray:

@@ -19,7 +19,7 @@ from typing import Callable, Iterator
 
 from ncaedit.errors import NcaError
 from ncaedit.image import READ_SUFFIXES, WRITE_SUFFIXES
-from ncaedit.paths import check_regular
+from ncaedit.paths import check_regular, check_writable_folder
 from ncaedit.video import VIDEO_SUFFIXES
 
 FORMATS = ("png", "jpg", "jpeg", "webp", "tif", "tiff")
@@ -125,7 +125,7 @@ def find_inputs(args: list[str], recursive: bool, out_dir: Path | None = None) -
             try:
                 files, unreadable = _folder_entries(path, recursive)
             except OSError as exc:
-                raise NcaError(f"{arg}: cannot list the folder ({exc.strerror})") from None
+                raise NcaError(f"{arg}: cannot list the folder ({exc.strerror})") from exc
             found += [(f, path) for f in sorted(files + unreadable) if _visible(f, path) and (_wanted(f) or f in unreadable)]
         elif path.exists() or path.is_symlink():
             check_regular(path, "an image or video")  # named directly: a FIFO or device is a bad argument
@@ -164,7 +164,7 @@ def _glob_root(pattern: str) -> Path:
 def output_suffix(source: Path, fmt: str | None) -> str:
     """Videos become .mp4; photos take `fmt` (png, jpg, ...) or keep their own format where it can be written."""
     if fmt is not None and fmt.lower().lstrip(".") not in FORMATS:
-        raise NcaError(f"--format {fmt}: unknown format (use one of {', '.join(FORMATS)})")
+        raise NcaError(f"{fmt}: unknown format (use one of {', '.join(FORMATS)})", param="fmt")
     suffix = source.suffix.lower()
     if suffix in VIDEO_SUFFIXES:
         return ".mp4"
@@ -193,6 +193,44 @@ def plan_outputs(inputs: list[tuple[Path, Path]], out_dir: Path, fmt: str | None
                 f"--out {out_dir}: would put the output of {item.source} in its own folder (after following links), "
                 "among the inputs and named like them; choose a separate output folder"
             )
+    return items
+
+
+def plan_batch(inputs: list[str], out: Path | None, rule_name: str, fmt: str | None, recursive: bool, protect: list) -> list[Item]:
+    """What `ncaedit apply` writes where. One input file goes to the file `out`, or beside itself
+    (IMAGE-RULE.ext) when `out` is None; anything else (several inputs, folders, globs) goes into
+    the folder `out`, mirrored (plan_outputs). `protect`: further files no output may replace (the
+    rule, the mask; None entries are ignored)."""
+    from ncaedit.paths import check_output, free_name
+
+    single = Path(inputs[0])
+    if len(inputs) == 1 and (single.exists() or single.is_symlink() or not glob.glob(inputs[0], recursive=recursive)):
+        if single.is_dir():
+            if out is None:
+                raise NcaError(f"{single}: is a folder; give an output folder with --out DIR")
+        else:  # one file, named as is (a name may hold *?[ )
+            missing = "no such file" if single.is_symlink() or not glob.has_magic(inputs[0]) else "no such file, and no files match it"
+            check_regular(single, "an image or video", missing)
+    if len(inputs) == 1 and single.is_file() and (out is None or (out.suffix and not out.is_dir())):
+        target = out or free_name(single.with_name(f"{single.stem}-{rule_name}{output_suffix(single, fmt)}"))
+        writable = {".mp4"} if Item(single, target).is_video else WRITE_SUFFIXES
+        if target.suffix.lower() not in writable:
+            raise NcaError(f"{target}: unknown output format {target.suffix!r} for this input (use {', '.join(sorted(writable))})")
+        check_output(target, [single, *(Path(p) for p in protect if p is not None)])
+        return [Item(single, target)]
+    if out is None:
+        raise NcaError("several inputs or a folder: give an output folder with --out DIR")
+    if (out.exists() and not out.is_dir()) or out.suffix.lower() in WRITE_SUFFIXES | VIDEO_SUFFIXES:
+        raise NcaError(f"{out}: several inputs or a folder need an output folder, not a file", param="out")
+    items = plan_outputs(find_inputs(inputs, recursive, out), out, fmt)
+    try:  # before any work, and before making it
+        check_writable_folder(out, f"{out}: folder")
+    except NcaError as exc:
+        raise NcaError(str(exc), param="out") from exc
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise NcaError(f"{out}: cannot make the folder ({exc.strerror})", param="out") from exc
     return items
 
 
@@ -238,6 +276,26 @@ def _edit_video(rule, item: Item, settings: Settings, on_file, on_progress) -> s
     return f"{result.frames} frames, flicker {result.flicker_in * 255:.2f} -> {result.flicker_out * 255:.2f} /255"
 
 
+def _not_to_do(items: list[Item], overwrite: bool, todo: list[Item]) -> Iterator[Outcome]:
+    """Outcomes for the items that must not or need not run; the others are appended to `todo`."""
+    inputs = {os.path.realpath(i.source) for i in items}
+    first_of: dict[str, Item] = {}
+    for item in items:
+        real = os.path.realpath(item.source)
+        if item.source.is_dir():  # a subfolder that could not be listed (find_inputs)
+            yield Outcome(item, "failed", f"cannot list this folder ({_unreadable_error(item.source).strerror}); the files in it were not edited")
+        elif real in first_of:
+            first = first_of[real]
+            yield Outcome(item, "skipped", f"the same file as {first.source} (a link); edited once, into {first.out}")
+        elif os.path.realpath(item.out) in inputs:
+            yield Outcome(item, "failed", "the output would overwrite an input")
+        elif item.out.exists() and not overwrite:
+            yield Outcome(item, "skipped", OUTPUT_EXISTS)
+        else:
+            todo.append(item)
+        first_of.setdefault(real, item)
+
+
 def run_batch(
     rule,
     items: list[Item],
@@ -249,23 +307,8 @@ def run_batch(
     file's progress (in steps, or frames for a video) and `on_progress(x)` advances it."""
     from ncaedit.apply import apply_rule
 
-    inputs = {os.path.realpath(i.source) for i in items}
-    todo, first_of = [], {}
-    for item in items:
-        real = os.path.realpath(item.source)
-        if item.source.is_dir():  # a subfolder that could not be listed (find_inputs)
-            yield Outcome(item, "failed", f"cannot list this folder ({_unreadable_error(item.source).strerror}); the files in it were not edited")
-        elif real in first_of:
-            first = first_of[real]
-            yield Outcome(item, "skipped", f"the same file as {first.source} (a link); edited once, into {first.out}")
-        elif os.path.realpath(item.out) in inputs:
-            yield Outcome(item, "failed", "the output would overwrite an input")
-        elif item.out.exists() and not settings.overwrite:
-            yield Outcome(item, "skipped", OUTPUT_EXISTS)
-        else:
-            todo.append(item)
-        first_of.setdefault(real, item)
-
+    todo: list[Item] = []
+    yield from _not_to_do(items, settings.overwrite, todo)
     s = settings
     io = ThreadPoolExecutor(max_workers=2, thread_name_prefix="ncaedit-io")
     loads: dict[int, Future] = {}

@@ -82,8 +82,8 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         with safe_open(str(path), framework="pt") as f:
             meta = json.loads(f.metadata()["ncaedit"])
             tensors = {k: f.get_tensor(k) for k in f.keys()}
-    except Exception:
-        raise NcaError(damaged) from None
+    except Exception as exc:
+        raise NcaError(damaged) from exc
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise NcaError(f"{path}: not an ncaedit checkpoint")
     if not isinstance(meta.get("format_version"), int) or meta["format_version"] > FORMAT_VERSION:
@@ -113,5 +113,5 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
             recoveries=int(meta["recoveries"]),
             seconds=float(meta["seconds"]),
         )
-    except (KeyError, TypeError, ValueError, AttributeError):
-        raise NcaError(damaged) from None
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise NcaError(damaged) from exc

@@ -19,12 +19,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ncaedit.config import DEFAULT_CLIP_MODEL, DEFAULT_CLIP_PRETRAINED
 from ncaedit.errors import NcaError
 from ncaedit.paths import check_regular
-from ncaedit.lossnet import offline
+from ncaedit.weights import cached_or_download
 
-DEFAULT_MODEL = "ViT-B-32"
-DEFAULT_PRETRAINED = "laion2b_s34b_b79k"  # LAION's ViT-B-32: stronger zero-shot than OpenAI's, plain GELU
 _SCHEMAS = ("hf-hub:", "local-dir:")
 _HF_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")  # open_clip's names on the Hub, preferred first
 
@@ -79,8 +78,8 @@ class ClipGuidance(GuidanceModel):
 class ClipSpec:
     """Which CLIP to load: the command line's --clip-model, --pretrained and --clip-weights."""
 
-    model: str = DEFAULT_MODEL
-    pretrained: str | None = None  # a tag such as "openai" or "laion2b_s34b_b79k"; None: DEFAULT_PRETRAINED, or none with weights
+    model: str = DEFAULT_CLIP_MODEL
+    pretrained: str | None = None  # a tag such as "openai" or "laion2b_s34b_b79k"; None: DEFAULT_CLIP_PRETRAINED, or none with weights
     weights: Path | None = None
 
 
@@ -90,7 +89,7 @@ def load_clip(spec: ClipSpec, device: str = "cpu") -> ClipGuidance:
     name, schema = _architecture(spec.model)
     # A tag says where weights come from and how they were trained (QuickGELU, pixel statistics); a
     # weights file is loaded into the plain architecture unless a tag is given with it.
-    tag = spec.pretrained or (None if spec.weights else DEFAULT_PRETRAINED)
+    tag = spec.pretrained or (None if spec.weights else DEFAULT_CLIP_PRETRAINED)
     tag_cfg = open_clip.get_pretrained_cfg(name, tag) if tag and not schema else {}
     if schema:
         if spec.weights is not None or spec.pretrained:
@@ -116,7 +115,7 @@ def load_clip(spec: ClipSpec, device: str = "cpu") -> ClipGuidance:
     except Exception as exc:  # a checkpoint for another architecture, a damaged file, an unreachable hub
         what = f"{checkpoint} as weights for {name}" if checkpoint else spec.model
         reason = (str(exc).strip().splitlines() or [""])[0][:200]
-        raise NcaError(f"could not load {what} ({type(exc).__name__}: {reason})") from None
+        raise NcaError(f"could not load {what} ({type(exc).__name__}: {reason})") from exc
     return ClipGuidance(model, tokenizer, name, source)
 
 
@@ -132,10 +131,10 @@ def _architecture(model: str) -> tuple[str, str | None]:
         path = Path(model)
         try:
             cfg = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise NcaError(f"--clip-model {model}: no such config file") from None
+        except FileNotFoundError as exc:
+            raise NcaError(f"--clip-model {model}: no such config file") from exc
         except (OSError, ValueError) as exc:
-            raise NcaError(f"--clip-model {model}: not a readable JSON config ({exc})") from None
+            raise NcaError(f"--clip-model {model}: not a readable JSON config ({exc})") from exc
         if not isinstance(cfg, dict) or not {"embed_dim", "vision_cfg", "text_cfg"} <= cfg.keys():
             raise NcaError(f"--clip-model {model}: not an open_clip model config (needs embed_dim, vision_cfg and text_cfg)")
         open_clip.add_model_config(path)  # open_clip's registry of architectures, keyed by file stem
@@ -161,13 +160,10 @@ def _cached_or_downloaded(name: str, tag: str, cfg: dict) -> str:
     """The local path of a tag's checkpoint: from a cache, else downloaded, else an NcaError saying what to do."""
     repo, files = _hub_files(cfg)
     url = cfg.get("url", "")
-    for f in files:
-        path = _hf_cached(repo, f)
-        if path:
-            return path
     url_cache = Path("~/.cache/clip").expanduser() / Path(url).name if url else None
-    if url_cache is not None and url_cache.is_file():
-        return str(url_cache)
+    cached = next(filter(None, (_hf_cached(repo, f) for f in files)), None)
+    if cached is None and url_cache is not None and url_cache.is_file():
+        cached = str(url_cache)
     needed = f"{files[0]} from https://huggingface.co/{repo}" if repo else url
     where = f"models--{repo.replace('/', '--')} from its Hugging Face cache into {_hf_cache_dir()}" if repo else f"{Path(url).name} into {url_cache.parent}"
     fetch = f"python -c \"import open_clip; open_clip.create_model('{name}', pretrained='{tag}')\""
@@ -175,14 +171,13 @@ def _cached_or_downloaded(name: str, tag: str, cfg: dict) -> str:
         f"on a machine with network run `{fetch}` and copy {where}, "
         f"or download {needed} and pass --clip-weights PATH --pretrained {tag} (see README, 'Prompt mode')"
     )
-    if offline():
-        raise NcaError(f"CLIP weights for {name} ({tag}) are not cached and offline mode is on: {advice}")
-    import open_clip
 
-    try:
+    def download() -> str:
+        import open_clip
+
         return open_clip.download_pretrained(cfg)
-    except Exception as exc:  # no network, a proxy, a partial download
-        raise NcaError(f"could not download the CLIP weights for {name} ({tag}, {type(exc).__name__}): {advice}") from None
+
+    return cached_or_download(cached, download, f"the CLIP weights for {name} ({tag})", advice)
 
 
 def _hub_files(cfg: dict) -> tuple[str, list[str]]:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
+from typing import Iterator
 
 from ncaedit.errors import NcaError
 
@@ -20,7 +22,7 @@ def resolve_device(name: str) -> str:
     if kind == "auto":
         return "cuda" if cuda else "mps" if mps else "cpu"
     if (kind == "cuda" and not cuda) or (kind == "mps" and not mps):
-        raise NcaError(f"--device {name}: not available on this machine (use --device auto or cpu)")
+        raise NcaError(f"{name}: not available on this machine (use auto or cpu)", param="device")
     return name
 
 
@@ -30,3 +32,18 @@ def tile_workers(device: str) -> int:
     if device != "cpu":
         return 1
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+@contextmanager
+def tile_parallelism(device: str) -> Iterator[int]:
+    """Tiles to run at once on `device` (tile_workers); while inside, torch runs one thread per op
+    when tiles run side by side (tiling.edit_tiles), as the cores go to the tiles."""
+    import torch
+
+    workers, saved = tile_workers(device), torch.get_num_threads()
+    if workers > 1:
+        torch.set_num_threads(1)
+    try:
+        yield workers
+    finally:
+        torch.set_num_threads(saved)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ncaedit.config import DEFAULT_MAX_PIXELS
 from ncaedit.errors import NcaError
 from ncaedit.paths import open_regular, write_atomic
 from ncaedit.png16 import png_bit_depth, png_size, read_png16, write_png16
@@ -27,7 +28,6 @@ from ncaedit.png16 import png_bit_depth, png_size, read_png16, write_png16
 READ_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp"}
 WRITE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff"}
 MIN_SIDE = 8
-DEFAULT_MAX_PIXELS = 200_000_000  # refuse decompression bombs above this many pixels
 
 
 @dataclass
@@ -84,7 +84,7 @@ def load_image(path: str | Path, max_pixels: int | None = None, keep_samples: bo
             head = fh.read(26)
             fh.seek(0)
         except OSError as exc:
-            raise NcaError(f"{path}: cannot read ({exc.strerror})") from None
+            raise NcaError(f"{path}: cannot read ({exc.strerror})") from exc
         if not head:
             raise NcaError(f"{path}: file is empty")
         photo = _decode(fh, head, path, max_pixels)
@@ -102,9 +102,9 @@ def _decode(fh, head: bytes, path: Path, max_pixels: int) -> Photo:
             return _from_array(read_png16(fh.read()))
         return _load_pillow(fh, max_pixels)
     except NcaError as exc:
-        raise NcaError(f"{path}: {exc}") from None
-    except MemoryError:
-        raise NcaError(f"{path}: not enough memory to decode this image; try a smaller one") from None
+        raise NcaError(f"{path}: {exc}") from exc
+    except MemoryError as exc:
+        raise NcaError(f"{path}: not enough memory to decode this image; try a smaller one") from exc
 
 
 def check_image_size(width: int, height: int, max_pixels: int | None = None, path: Path | None = None) -> None:
@@ -168,12 +168,12 @@ def _load_pillow(path, max_pixels: int, tiff: bool = False) -> Photo:
             img.load()
     except NcaError:
         raise
-    except Image.DecompressionBombError:
-        raise NcaError(f"image is above the {max_pixels:,}-pixel limit (raise it with --max-pixels)") from None
-    except UnidentifiedImageError:
-        raise NcaError("not a readable image (not an image file, or a format ncaedit cannot read)") from None
+    except Image.DecompressionBombError as exc:
+        raise NcaError(f"image is above the {max_pixels:,}-pixel limit (raise it with --max-pixels)") from exc
+    except UnidentifiedImageError as exc:
+        raise NcaError("not a readable image (not an image file, or a format ncaedit cannot read)") from exc
     except Exception as exc:  # Pillow raises many types for broken files
-        raise NcaError(f"not a readable image; it is damaged or truncated ({type(exc).__name__}: {exc})") from None
+        raise NcaError(f"not a readable image; it is damaged or truncated ({type(exc).__name__}: {exc})") from exc
     mode = img.mode
     if mode.startswith("I;16") or mode == "I":
         arr = np.asarray(img, dtype=np.float64)
@@ -186,8 +186,8 @@ def _load_pillow(path, max_pixels: int, tiff: bool = False) -> Photo:
     try:  # 1-bit, palette, CMYK, YCbCr, LAB, HSV, ...: Pillow's own conversion
         if img.mode != target:  # convert() to the same mode would copy a big image for nothing
             img = img.convert(target)
-    except (ValueError, OSError):
-        raise NcaError(f"colour mode {mode} is not supported; convert the image to RGB first") from None
+    except (ValueError, OSError) as exc:
+        raise NcaError(f"colour mode {mode} is not supported; convert the image to RGB first") from exc
     return _split_channels(np.asarray(img), 8)
 
 

@@ -9,6 +9,7 @@ and far below what would run for days or exhaust memory.
 from __future__ import annotations
 
 import functools
+import inspect
 import math
 from dataclasses import dataclass
 
@@ -67,17 +68,17 @@ BOUNDS: dict[str, Bound] = {
 
 def check_number(name: str, value, where: str | None = None, optional: bool = True):
     """`value` if it is a number within BOUNDS[name] (None passes when `optional`: "not given");
-    else an NcaError that starts with `where` (default: the option, --name)."""
+    else an NcaError that starts with `where`, or without `where` names the parameter (NcaError.param:
+    the command line shows its flag)."""
     bound = BOUNDS[name]
     if (value is None and optional) or (value in bound.also and not isinstance(value, bool)):
         return value
-    where = where or "--" + name.replace("_", "-")
     number = isinstance(value, (int, float)) and not isinstance(value, bool) and (isinstance(value, int) or not bound.integer)
-    if not number or not math.isfinite(value):
-        raise NcaError(f"{where} must be {bound.describe()}, got {value!r}")
-    if value < bound.low or value > bound.high or (bound.above_low and value == bound.low):
-        raise NcaError(f"{where} must be {bound.describe()}, got {value:,}" if isinstance(value, int) else f"{where} must be {bound.describe()}, got {value!r}")
-    return value
+    if number and math.isfinite(value) and bound.low <= value <= bound.high and not (bound.above_low and value == bound.low):
+        return value
+    got = f"{value:,}" if number and isinstance(value, int) else repr(value)
+    message = f"must be {bound.describe()}, got {got}"
+    raise NcaError(f"{where} {message}") if where else NcaError(message, param=name)
 
 
 def check_options(values: dict) -> None:
@@ -88,12 +89,17 @@ def check_options(values: dict) -> None:
 
 
 def checked(command):
-    """Decorate a command so that its numeric options are checked (check_options) before it runs.
-    The signature is kept (functools.wraps), so typer still sees the options."""
+    """Decorate a command or library function so that its numeric arguments (and the recipe keys in its
+    **overrides) are checked (check_options) before it runs: the command line and the Python API share
+    the one table. The signature is kept (functools.wraps), so typer still sees the options."""
+    signature = inspect.signature(command)
 
     @functools.wraps(command)
     def run(*args, **kwargs):
-        check_options(kwargs)
+        bound = signature.bind(*args, **kwargs)
+        for name, value in bound.arguments.items():
+            kind = signature.parameters[name].kind
+            check_options(value if kind is inspect.Parameter.VAR_KEYWORD else {name: value})
         return command(*args, **kwargs)
 
     return run

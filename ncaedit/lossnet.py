@@ -12,7 +12,6 @@ and which carry content):
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,18 +19,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ncaedit.config import DEFAULT_LOSS_NET, LOSS_NETS
 from ncaedit.errors import NcaError
-from ncaedit.paths import check_regular
+from ncaedit.weights import cached_or_download, read_state_dict
 
-LOSS_NETS = ("auto", "vgg19", "random")
 VGG19_URL = "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth"
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-def offline() -> bool:
-    """True when the user asked for no network access (Hugging Face's convention, or ours)."""
-    return any(os.environ.get(k, "").lower() in ("1", "true", "yes") for k in ("HF_HUB_OFFLINE", "NCAEDIT_OFFLINE"))
 
 
 class LossNet(nn.Module):
@@ -68,8 +62,8 @@ class VGG19(LossNet):
             raise NcaError(f"not VGG19 weights (missing {len(missing)} tensors such as features.{sorted(missing)[0]})")
         try:
             body.load_state_dict(got)
-        except RuntimeError:
-            raise NcaError("not VGG19 weights (tensor shapes differ)") from None
+        except RuntimeError as exc:
+            raise NcaError("not VGG19 weights (tensor shapes differ)") from exc
         self.body = body.eval()
         self.register_buffer("mean", torch.tensor(_IMAGENET_MEAN).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(_IMAGENET_STD).view(1, 3, 1, 1))
@@ -125,7 +119,7 @@ class LossNetChoice:
     warning: str | None = None  # shown once to the user when we fell back
 
 
-def load_loss_net(kind: str = "auto", vgg_weights: str | Path | None = None) -> LossNetChoice:
+def load_loss_net(kind: str = DEFAULT_LOSS_NET, vgg_weights: str | Path | None = None) -> LossNetChoice:
     """Build the loss network. `auto` means VGG19 when its weights can be had, else `random` with a warning."""
     if kind not in LOSS_NETS:
         raise NcaError(f"unknown loss network {kind!r} (choose from {', '.join(LOSS_NETS)})")
@@ -145,26 +139,13 @@ def load_loss_net(kind: str = "auto", vgg_weights: str | Path | None = None) -> 
 
 def _vgg19_state_dict(path: str | Path | None) -> dict:
     if path is not None:
-        return _read_weights(Path(path))
+        return read_state_dict(Path(path), "VGG weights file")
     cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(VGG19_URL).name
-    if cached.is_file():
-        return _read_weights(cached)
-    if offline():
-        raise NcaError(f"not in the cache at {cached} and offline mode is on")
-    try:
-        return torch.hub.load_state_dict_from_url(VGG19_URL, progress=True, map_location="cpu", weights_only=True)
-    except Exception as exc:  # no network, proxy errors, partial downloads
-        raise NcaError(f"could not download {VGG19_URL} into {cached.parent} ({type(exc).__name__})") from None
 
+    def download() -> Path:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        torch.hub.download_url_to_file(VGG19_URL, str(cached), progress=True)
+        return cached
 
-def _read_weights(path: Path) -> dict:
-    check_regular(path, "a VGG weights file", "no such file (--vgg-weights)")
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            return load_file(str(path))
-        # weights_only: a .pth is a pickle, and this refuses anything but plain tensors.
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise NcaError(f"VGG weights file {path} is not a readable state dict ({type(exc).__name__})") from None
+    found = cached_or_download(cached if cached.is_file() else None, download, f"{cached}", f"it comes from {VGG19_URL}")
+    return read_state_dict(found, "VGG weights file")

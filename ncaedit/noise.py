@@ -1,6 +1,6 @@
 """Random numbers that depend only on (seed, stream, absolute pixel position).
 
-The stochastic update mask and the initial hidden noise are drawn from here, so a tile cut out of a
+The stochastic update mask (`firing`) and the initial hidden noise are drawn from here, so a tile cut out of a
 large photo sees exactly the numbers the whole photo would see at the same pixels. That is what
 makes a tiled rollout match the untiled one.
 """
@@ -28,3 +28,10 @@ def position_uniform(seed: int, stream: int, top: int, left: int, height: int, w
     row = _mix((ys + key) & _MASK32)
     h = _mix((row[:, None] ^ (xs[None, :] * 0x27D4EB2D & _MASK32)) & _MASK32)
     return (h >> 8).to(torch.float32) * (1.0 / (1 << 24))
+
+
+def firing(fire_rate: float, seed: int, step: int, top: int, left: int, height: int, width: int, device=None) -> torch.Tensor | None:
+    """Which cells of [top:top+height, left:left+width] update in a step: bool (H, W), or None when all do."""
+    if fire_rate >= 1:
+        return None
+    return position_uniform(seed, step, top, left, height, width, device=device) < fire_rate

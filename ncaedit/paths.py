@@ -37,10 +37,10 @@ def open_regular(path: str | Path, expected: str = "a file", missing: str = "no 
         if not stat.S_ISREG(mode):
             raise NcaError(_not_regular(path, mode, expected))
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
-    except (FileNotFoundError, NotADirectoryError):
-        raise NcaError(f"{path}: {missing}") from None
+    except (FileNotFoundError, NotADirectoryError) as exc:
+        raise NcaError(f"{path}: {missing}") from exc
     except OSError as exc:
-        raise NcaError(f"{path}: cannot read ({exc.strerror or exc})") from None
+        raise NcaError(f"{path}: cannot read ({exc.strerror or exc})") from exc
     mode = os.fstat(fd).st_mode
     if not stat.S_ISREG(mode):
         os.close(fd)
@@ -65,7 +65,7 @@ def read_limited(path: str | Path, limit: int, expected: str = "a file", missing
         try:
             data = fh.read(limit + 1)
         except OSError as exc:
-            raise NcaError(f"{path}: cannot read ({exc.strerror or exc})") from None
+            raise NcaError(f"{path}: cannot read ({exc.strerror or exc})") from exc
     if len(data) > limit:
         raise NcaError(f"{path}: far too large for {expected} (over {limit:,} bytes)")
     return data
@@ -82,7 +82,7 @@ def check_writable_folder(folder: Path, label: str) -> None:
     try:  # a real probe: permission bits say nothing for root, read-only mounts or ACLs
         tempfile.TemporaryFile(dir=probe).close()
     except OSError as exc:
-        raise NcaError(f"{label} {probe} is not writable ({exc.strerror})") from None
+        raise NcaError(f"{label} {probe} is not writable ({exc.strerror})") from exc
 
 
 def free_name(path: Path, siblings: tuple[str, ...] = ()) -> Path:
@@ -146,7 +146,7 @@ def atomic_output(path: Path) -> Iterator[Path]:
     try:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".part")
     except OSError as exc:
-        raise NcaError(f"{path}: cannot write ({exc.strerror or exc})") from None
+        raise NcaError(f"{path}: cannot write ({exc.strerror or exc})") from exc
     os.close(fd)
     os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; outputs get the usual permissions
     try:
@@ -155,7 +155,7 @@ def atomic_output(path: Path) -> Iterator[Path]:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except OSError as exc:  # no permission, disk full, ...
-        raise NcaError(f"{path}: cannot write ({exc.strerror or exc})") from None
+        raise NcaError(f"{path}: cannot write ({exc.strerror or exc})") from exc
     finally:
         Path(tmp).unlink(missing_ok=True)
 

@@ -56,7 +56,7 @@ def read_png16(data: bytes) -> np.ndarray:
         channels = _CHANNELS[colour]
         raw = zlib.decompressobj().decompress(b"".join(idat), height * (width * channels * 2 + 1))
     except (struct.error, zlib.error) as exc:
-        raise NcaError(f"corrupt PNG data ({exc})") from None
+        raise NcaError(f"corrupt PNG data ({exc})") from exc
     stride = width * channels * 2
     if len(raw) < height * (stride + 1):
         raise NcaError("truncated PNG image data")

@@ -17,50 +17,21 @@ guidance model (clip_model.py):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ncaedit.errors import NcaError
-from ncaedit.prompts import WeightedPrompt, embed_texts
+from ncaedit.config import DEFAULT_SOURCE_PROMPT, PromptLossConfig
+from ncaedit.prompt_text import WeightedPrompt, embed_texts
 from ncaedit.state import WRITABLE, source_rgb, working_rgb
 from ncaedit.style_loss import content_distance
-from ncaedit.views import ViewConfig, sample_views
+from ncaedit.views import sample_views
 
-DEFAULT_SOURCE_PROMPT = "a photo"
 # Embedding changes shorter than this are not scaled up to unit length in the directional terms. A
 # fresh rule changes nothing, and 1/|change| would make those terms' gradients swamp all others; below
 # the floor they push along the text direction with bounded force instead. (A change of 0.1 between
 # unit embeddings is a cosine of 0.995: barely an edit.)
 MIN_CHANGE = 0.1
-
-
-@dataclass
-class PromptLossConfig(ViewConfig):
-    templates: bool = True  # average each prompt's embedding over phrasings (prompts.TEMPLATES)
-    prompt_weight: float = 1.0
-    direction_weight: float = 1.0
-    patch_weight: float = 1.0
-    patch_threshold: float = 0.7
-    content_weight: float = 1.0
-    tv_weight: float = 0.1
-    overflow_weight: float = 10.0
-    aesthetic_weight: float = 0.5  # used only with an aesthetic target
-
-    def validate(self) -> None:
-        weights = (self.prompt_weight, self.direction_weight, self.patch_weight, self.content_weight, self.tv_weight, self.overflow_weight, self.aesthetic_weight)
-        if min(weights) < 0:
-            raise NcaError("loss weights must be >= 0")
-        if self.cutouts < 1:
-            raise NcaError("cutouts must be at least 1")
-        if not 0 < self.cut_min <= 1:
-            raise NcaError("cut_min must be in (0, 1]")
-        if not 0 <= self.perspective <= 0.5 or not 0 <= self.jitter < 1:
-            raise NcaError("perspective must be in [0, 0.5] and jitter in [0, 1)")
-        if not 0 <= self.patch_threshold < 2:
-            raise NcaError("patch_threshold must be in [0, 2)")
 
 
 def spherical_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

@@ -15,17 +15,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ncaedit.config import (
+    DEFAULT_PRESET,
+    LOSS_CONFIGS,
+    RENAMED_KEYS,
+    PromptLossConfig,
+    RuleConfig,
+    StyleLossConfig,
+    TrainConfig,
+)
 from ncaedit.errors import NcaError
 from ncaedit.limits import BOUNDS, check_number
 from ncaedit.paths import read_limited
-from ncaedit.prompt_loss import PromptLossConfig
-from ncaedit.rule import RuleConfig
-from ncaedit.style_loss import StyleLossConfig
-from ncaedit.train import TrainConfig
 
-DEFAULT_PRESET = "fast"
 MAX_PRESET_BYTES = 1 << 20  # presets are a few hundred bytes
-LOSS_CONFIGS = {"style": StyleLossConfig, "prompt": PromptLossConfig}  # mode -> what its [loss] table holds
 
 
 @dataclass
@@ -69,7 +72,7 @@ def load_recipe(preset: str = DEFAULT_PRESET, overrides: dict[str, dict[str, Any
     try:
         data = tomllib.loads(read_limited(path, MAX_PRESET_BYTES, "a preset (.toml)", "preset file does not exist").decode())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise NcaError(f"preset {path.name}: not valid TOML ({exc})") from None
+        raise NcaError(f"preset {path.name}: not valid TOML ({exc})") from exc
     file_mode = data.pop("mode", "style")
     if file_mode != mode:
         if by_name:
@@ -89,12 +92,28 @@ def load_recipe(preset: str = DEFAULT_PRESET, overrides: dict[str, dict[str, Any
     return recipe
 
 
+def nest_overrides(flat: dict[str, Any], mode: str = "style") -> dict[str, dict[str, Any]]:
+    """Recipe keys given by name alone ({"iterations": 10, "width": 32}) -> by table, as load_recipe
+    takes them; None values are left out (the preset's value stays)."""
+    tables = {"rule": RuleConfig, "train": TrainConfig, "loss": LOSS_CONFIGS[mode]}
+    nested: dict[str, dict[str, Any]] = {name: {} for name in tables}
+    for key, value in flat.items():
+        table = next((name for name, cls in tables.items() if key in {f.name for f in dataclasses.fields(cls)}), None)
+        if table is None:
+            known = sorted(f.name for cls in tables.values() for f in dataclasses.fields(cls))
+            raise NcaError(f"unknown option {key!r} (recipe keys: {', '.join(known)})")
+        if value is not None:
+            nested[table][key] = value
+    return nested
+
+
 def _set(recipe: Recipe, section: str, values: dict, where: str) -> None:
     part = getattr(recipe, section, None)
     if not dataclasses.is_dataclass(part):
         raise NcaError(f"{where}: unknown table [{section}] (expected [rule], [train], [loss])")
     fields = {f.name: f for f in dataclasses.fields(part)}
     for key, value in values.items():
+        key = RENAMED_KEYS.get(f"{section}.{key}", key)
         if key not in fields:
             raise NcaError(f"{where}: unknown key {section}.{key} (known: {', '.join(fields)})")
         current = getattr(part, key)

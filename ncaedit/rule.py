@@ -12,50 +12,21 @@ the four filters are built from separable stencils, [1,2,1] smoothing and [-1,0,
 Sobel-x = Dx(V x)/8, Sobel-y = Dy(H x)/8, Laplacian = (H V x - 16 x)/16. The constants (1/8, 1/16,
 -16 x) are folded into the first layer's weights, so perception is a few shifted adds and the
 network is two matrix products over a (cells x features) matrix of the cells that fire. Under
-autograd (training) `_SparseStep` has a hand-written backward; without autograd, engine.py runs the
+autograd (training) `_SparseStep` has a hand-written backward; without autograd, inference.py runs the
 same arithmetic in place.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ncaedit.noise import position_uniform
-from ncaedit.state import WRITABLE
-
-PADDINGS = ("replicate", "reflect", "circular", "zeros")
-
-_SOBEL_X = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]]) / 8
-_LAPLACIAN = torch.tensor([[1.0, 2.0, 1.0], [2.0, -12.0, 2.0], [1.0, 2.0, 1.0]]) / 16
-_IDENTITY = torch.tensor([[0.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 0.0]])
-# The perception's definition (what w1's features mean); `stencils` computes it (tests check they agree).
-PERCEPTION_FILTERS = torch.stack([_IDENTITY, _SOBEL_X, _SOBEL_X.T, _LAPLACIAN])  # (4, 3, 3)
-
-
-@dataclass
-class RuleConfig:
-    hidden_channels: int = 12
-    width: int = 96  # hidden units of the per-cell MLP
-    fire_rate: float = 0.5  # probability that a cell updates in a step
-    padding: str = "replicate"  # photos have edges: replicate, not circular (no left/right bleed)
-
-    @property
-    def channels(self) -> int:
-        return 6 + self.hidden_channels
-
-    def validate(self) -> None:
-        from ncaedit.errors import NcaError
-
-        if self.hidden_channels < 0 or self.width < 1:
-            raise NcaError("rule: hidden_channels must be >= 0 and width >= 1")
-        if not 0 < self.fire_rate <= 1:
-            raise NcaError("rule: fire_rate must be in (0, 1]")
-        if self.padding not in PADDINGS:
-            raise NcaError(f"rule: padding must be one of {', '.join(PADDINGS)}")
+from ncaedit.config import PADDINGS, RuleConfig  # noqa: F401 (RuleConfig: re-exported where it was)
+from ncaedit.noise import firing
+from ncaedit.reference import PERCEPTION_FILTERS  # noqa: F401 (what w1's features mean; `stencils` computes them)
 
 
 class Rule(nn.Module):
@@ -167,17 +138,9 @@ class _SparseStep(torch.autograd.Function):
         return g_padded, g_hidden.t() @ picked, g_hidden.sum(0), g_delta.t() @ hidden, None
 
 
-def firing(rule: Rule, seed: int, step: int, top: int, left: int, height: int, width: int, device=None) -> torch.Tensor | None:
-    """Which cells of [top:top+height, left:left+width] update in a step: bool (H, W), or None when all do."""
-    rate = rule.config.fire_rate
-    if rate >= 1:
-        return None
-    return position_uniform(seed, step, top, left, height, width, device=device) < rate
-
-
 def fire_mask(rule: Rule, seed: int, step: int, top: int, left: int, height: int, width: int, device=None):
     """The (1, 1, H, W) update mask of one step, or None when every cell fires."""
-    fires = firing(rule, seed, step, top, left, height, width, device=device)
+    fires = firing(rule.config.fire_rate, seed, step, top, left, height, width, device=device)
     return None if fires is None else fires.to(rule.w1.weight.dtype)[None, None]
 
 
@@ -191,19 +154,16 @@ def rollout(
     first_step: int = 0,
     checkpoint_every: int = 0,
 ) -> torch.Tensor:
-    """Run `steps` steps on a (B, C, H, W) state. `top`/`left` say where the state sits in the full
-    image (for the mask); `first_step` numbers the steps so a rollout can continue another. With
-    `checkpoint_every` > 0, activations are recomputed in the backward pass, `checkpoint_every`
-    steps a segment. Without autograd, the in-place engine (engine.py) does the same arithmetic."""
-    if not torch.is_grad_enabled():
-        from ncaedit.engine import run_inplace
-
-        return run_inplace(rule, state, steps, seed=seed, top=top, left=left, first_step=first_step)
+    """The training rollout: `steps` steps on a (B, C, H, W) state, differentiable. `top`/`left` say
+    where the state sits in the full image (for the mask); `first_step` numbers the steps so a
+    rollout can continue another. With `checkpoint_every` > 0, activations are recomputed in the
+    backward pass, `checkpoint_every` steps a segment. Applying a rule, without gradients, is
+    inference.run_inplace: the same arithmetic in place, several times faster."""
     _, _, h, w = state.shape
 
     def run(x: torch.Tensor, start: int, stop: int) -> torch.Tensor:
         for i in range(start, stop):
-            x = rule.step_cells(x, firing(rule, seed, i, top, left, h, w, device=x.device))
+            x = rule.step_cells(x, firing(rule.config.fire_rate, seed, i, top, left, h, w, device=x.device))
         return x
 
     x = state.permute(0, 2, 3, 1)  # cells as rows

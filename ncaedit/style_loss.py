@@ -9,36 +9,12 @@ Each term is normalised by its target's magnitude, so weights mean the same for 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import nn
 
+from ncaedit.config import STYLE_DISTANCES, StyleLossConfig  # noqa: F401 (re-exported where it was)
 from ncaedit.lossnet import LossNet
 from ncaedit.state import WRITABLE, source_rgb, working_rgb
-
-STYLE_DISTANCES = ("gram", "sw")
-
-
-@dataclass
-class StyleLossConfig:
-    style_distance: str = "gram"  # "gram" or "sw" (sliced Wasserstein)
-    style_weight: float = 1.0
-    content_weight: float = 0.3
-    colour_weight: float = 10.0  # colour distances relative to the style's are small numbers
-    overflow_weight: float = 10.0
-    style_size: int = 256  # the style image's longer side when its features are taken
-    projections: int = 32  # random directions per layer for "sw"
-
-    def validate(self) -> None:
-        from ncaedit.errors import NcaError
-
-        if self.style_distance not in STYLE_DISTANCES:
-            raise NcaError(f"style_distance must be one of {', '.join(STYLE_DISTANCES)}")
-        if min(self.style_weight, self.content_weight, self.colour_weight, self.overflow_weight) < 0:
-            raise NcaError("loss weights must be >= 0")
-        if self.style_size < 16:
-            raise NcaError("style_size must be at least 16 pixels")
 
 
 def gram(f: torch.Tensor) -> torch.Tensor:

@@ -21,7 +21,8 @@ import numpy as np
 import torch
 
 from ncaedit.image import to_float
-from ncaedit.rule import Rule, rollout
+from ncaedit.inference import run_inplace
+from ncaedit.rule import Rule
 from ncaedit.state import HIDDEN, make_state, require_finite, working_rgb
 
 # By default the tiles being run at one time cover at most RUN_PIXELS pixels, halos included (a few
@@ -109,7 +110,7 @@ def edit_tiles(
             state[:, HIDDEN] = torch.from_numpy(hidden[rows, cols]).permute(2, 0, 1)[None].to(device)
         for first in range(0, steps, PROGRESS_STEPS):
             n = min(PROGRESS_STEPS, steps - first)
-            state = rollout(rule, state, n, seed=seed, top=t.run.top, left=t.run.left, first_step=first)
+            state = run_inplace(rule, state, n, seed=seed, top=t.run.top, left=t.run.left, first_step=first)
             if on_steps:
                 on_steps(n * t.core.area / (height * width))
         core = state[(slice(None), slice(None), *t.core_in_run())]

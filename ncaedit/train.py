@@ -1,6 +1,8 @@
 """Training a rule: a pool of states cut from the photos, rollouts of random length, and a loss.
 
-Each iteration takes a batch from the pool, replaces some of it with fresh crops (so the rule
+The parts: the pool (StatePool), the run's state (Run; `resume` and `save_progress` restore and
+save it), one iteration (`train_step`, returning a loss record or a Fault), recovery from faults
+(`recover`), and the loop that ties them together (`train_rule`). Each iteration takes a batch from the pool, replaces some of it with fresh crops (so the rule
 learns to edit from the very first step), runs the rule for a random number of steps, scores the
 result with the loss, and writes the states back to the pool (so it also learns to stay stable when
 run for longer than it was trained for).
@@ -23,41 +25,11 @@ import numpy as np
 import torch
 
 from ncaedit.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from ncaedit.config import CHECKPOINT_INTERVAL, TrainConfig
 from ncaedit.errors import NcaError
 from ncaedit.rule import Rule, RuleConfig, rollout
 from ncaedit.state import make_state
 from ncaedit.stop import StopOnSignals
-
-
-@dataclass
-class TrainConfig:
-    iterations: int = 300
-    batch: int = 4
-    crop: int = 96  # side of the square training crops
-    train_size: int = 256  # photos are resized so their longer side is this before cropping
-    pool: int = 64
-    steps_min: int = 16
-    steps_max: int = 32
-    fresh_per_batch: int = 1  # fresh crops injected into every batch
-    lr: float = 2e-3
-    lr_decay_at: tuple[float, ...] = (0.5, 0.8)  # fractions of the run where the LR is multiplied by lr_decay
-    lr_decay: float = 0.3
-    checkpoint_every: int = 8  # steps per gradient-checkpoint segment; 0 keeps all activations
-    seed: int = 0
-
-    def validate(self) -> None:
-        if self.iterations < 1 or self.batch < 1 or self.pool < self.batch:
-            raise NcaError("train: iterations and batch must be >= 1 and pool >= batch")
-        if self.crop < 16 or self.train_size < self.crop:
-            raise NcaError("train: crop must be >= 16 and train_size >= crop")
-        if not 1 <= self.steps_min <= self.steps_max:
-            raise NcaError("train: need 1 <= steps_min <= steps_max")
-        if not 0 <= self.fresh_per_batch <= self.batch:
-            raise NcaError("train: fresh_per_batch must be between 0 and batch")
-        if not 0 < self.lr < math.inf or self.checkpoint_every < 0:
-            raise NcaError("train: lr must be a finite number > 0 and checkpoint_every >= 0")
-        if not 0 <= self.seed < 2**63:
-            raise NcaError("train: seed must be between 0 and 2**63 - 1")
 
 
 @dataclass
@@ -80,7 +52,7 @@ class Checkpointing:
     image hash, prompt, ...), so that a checkpoint is only ever continued by the same run."""
 
     path: Path
-    every: int = 10  # iterations between saves; also saved when a signal stops training
+    interval: int = CHECKPOINT_INTERVAL  # iterations between saves; also saved when a signal stops training
     resume: bool = False
     key: str = ""
 
@@ -123,12 +95,157 @@ class CropSampler:
         return torch.stack(out)
 
 
+class StatePool:
+    """The pool of partly edited training states: a batch is sampled from it (some replaced by fresh
+    crops), rolled out, and committed back, so the rule also learns to stay stable when run longer."""
+
+    def __init__(self, sample: CropSampler, hidden: int, size: int, rng: random.Random, device):
+        self.sample, self.hidden, self.rng, self.device = sample, hidden, rng, device
+        self.states = torch.cat([self.fresh(1) for _ in range(size)])
+
+    def fresh(self, n: int) -> torch.Tensor:
+        return make_state(self.sample(n).to(self.device), self.hidden, seed=self.rng.randrange(2**31))
+
+    def draw(self, batch: int, fresh: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(indices, states): `batch` states from the pool, the first `fresh` of them new crops."""
+        idx = torch.tensor(self.rng.sample(range(len(self.states)), batch), device=self.device)
+        states = self.states[idx].clone()
+        if fresh:
+            states[:fresh] = self.fresh(fresh)
+        return idx, states
+
+    def commit(self, idx: torch.Tensor, states: torch.Tensor) -> None:
+        self.states[idx] = states.detach()
+
+    def replace(self, idx: torch.Tensor) -> None:
+        """Fresh crops in place of states that went bad."""
+        self.states[idx] = self.fresh(len(idx))
+
+
+@dataclass
+class Run:
+    """Everything a training run changes: what a checkpoint saves and a resume restores."""
+
+    rule: Rule
+    opt: torch.optim.Optimizer
+    rng: random.Random  # crops, batches, rollout lengths and seeds
+    gen: torch.Generator  # the loss's own randomness
+    result: TrainResult
+    best_state: dict | None = None  # the weights that gave the best smoothed loss
+    ema: float | None = None  # the smoothed loss
+    lr_scale: float = 1.0  # left by fault recoveries
+    seconds_before: float = 0.0  # spent before a resume
+    first: int = 0  # the iteration to start at
+    good: tuple[dict, dict] | None = None  # the last weights and optimizer state that gave finite numbers
+
+
+@dataclass
+class Fault:
+    kind: str  # "state", "loss" or "gradient": what was not finite
+    idx: torch.Tensor  # the pool states that went bad
+    lr: float
+
+
+def new_run(rule_config: RuleConfig, config: TrainConfig, device) -> Run:
+    rng = random.Random(config.seed)
+    torch.manual_seed(config.seed)
+    gen = torch.Generator().manual_seed(config.seed)
+    rule = Rule(rule_config).to(device)
+    return Run(rule, torch.optim.Adam(rule.parameters(), lr=config.lr), rng, gen, TrainResult(rule))
+
+
+def _snapshot(run: Run) -> tuple[dict, dict]:
+    return {k: v.detach().clone() for k, v in run.rule.state_dict().items()}, copy.deepcopy(run.opt.state_dict())
+
+
+def resume(run: Run, path: Path, identity: str) -> None:
+    """Continue `run` from the checkpoint at `path`, which must belong to the same run (`identity`)."""
+    ck = load_checkpoint(path)
+    if ck.identity != identity:
+        raise NcaError(
+            f"{path}: this checkpoint belongs to another run (other photos, settings or style); "
+            "resume with the options of the interrupted run, or drop --resume to start over"
+        )
+    try:
+        run.rule.load_state_dict(ck.rule)
+        run.opt.load_state_dict(ck.optimizer)
+        run.rng.setstate(ck.rng)
+        run.gen.set_state(ck.generator)
+        torch.set_rng_state(ck.torch_rng)
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        raise NcaError(f"{path}: checkpoint is damaged; delete it and run without --resume to start over") from exc
+    run.result.history, run.result.best_loss, run.result.recoveries = ck.history, ck.best_loss, ck.recoveries
+    run.best_state, run.ema, run.lr_scale, run.seconds_before = ck.best, ck.ema, ck.lr_scale, ck.seconds
+    run.first = run.result.resumed_at = ck.iteration
+
+
+def save_progress(run: Run, path: Path, identity: str, iterations_done: int, seconds: float) -> None:
+    ck = Checkpoint(
+        identity=identity, iteration=iterations_done, rule=run.rule.state_dict(), best=run.best_state, optimizer=run.opt.state_dict(),
+        rng=run.rng.getstate(), generator=run.gen.get_state(), torch_rng=torch.get_rng_state(), history=run.result.history,
+        best_loss=run.result.best_loss, ema=run.ema, lr_scale=run.lr_scale, recoveries=run.result.recoveries, seconds=seconds,
+    )
+    save_checkpoint(path, ck)
+
+
+def train_step(run: Run, pool: StatePool, loss_fn: Callable, config: TrainConfig, it: int) -> dict[str, float] | Fault:
+    """One iteration: a batch from the pool, a rollout of random length, the loss, and an optimizer
+    step. Returns the loss record, or the Fault that stopped it before anything was changed."""
+    lr = lr_at(config, it) * run.lr_scale
+    for group in run.opt.param_groups:
+        group["lr"] = lr
+    idx, batch = pool.draw(config.batch, config.fresh_per_batch)
+    steps = run.rng.randint(config.steps_min, config.steps_max)
+    out = rollout(run.rule, batch, steps, seed=run.rng.randrange(2**31), checkpoint_every=config.grad_checkpoint_every)
+    terms = loss_fn(out, run.gen)
+    loss = terms["total"]
+    fault = "state" if not torch.isfinite(out).all() else "loss" if not torch.isfinite(loss) else None
+    if fault is None:
+        run.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if not all(torch.isfinite(p.grad).all() for p in run.rule.parameters() if p.grad is not None):
+            fault = "gradient"
+    if fault:
+        return Fault(fault, idx, lr)
+    record = {k: float(v.detach()) for k, v in terms.items()} | {"steps": steps, "lr": lr}
+    run.result.history.append(record)
+    run.ema = record["total"] if run.ema is None else 0.9 * run.ema + 0.1 * record["total"]
+    if run.ema < run.result.best_loss:  # these weights made this loss: keep them before stepping
+        run.result.best_loss = run.ema
+        run.best_state = {k: v.detach().clone() for k, v in run.rule.state_dict().items()}
+    run.good = _snapshot(run)
+    with torch.no_grad():
+        for p in run.rule.parameters():  # per-parameter gradient normalisation: steady steps on any loss scale
+            if p.grad is not None:
+                p.grad /= p.grad.norm() + 1e-8
+    run.opt.step()
+    pool.commit(idx, out)
+    return record
+
+
+def recover(run: Run, pool: StatePool, fault: Fault, it: int, tell: Callable[[str], None]) -> bool:
+    """Back to the last good weights at a lower learning rate; False when there were too many faults."""
+    run.result.recoveries += 1
+    if run.result.recoveries > MAX_RECOVERIES:
+        run.result.diverged = (
+            f"training diverged (non-finite {fault.kind} at iteration {it + 1}) and did not recover after "
+            f"{MAX_RECOVERIES} retries with lower learning rates"
+        )
+        return False
+    run.rule.load_state_dict(run.good[0])
+    run.opt.load_state_dict(run.good[1])
+    run.lr_scale *= RECOVERY_LR_FACTOR
+    pool.replace(fault.idx)  # the states that went bad leave the pool
+    tell(f"non-finite {fault.kind} at iteration {it + 1}: restored the last good weights, learning rate now {fault.lr * RECOVERY_LR_FACTOR:.3g}")
+    return True
+
+
 def train_rule(
     photos: list[np.ndarray],
     loss_fn: Callable[[torch.Tensor, torch.Generator], dict[str, torch.Tensor]],
     rule_config: RuleConfig,
     config: TrainConfig,
-    on_iteration: Callable[[int, dict[str, float]], None] | None = None,
+    on_iteration: Callable[[int, dict[str, float]], bool | None] | None = None,
     checkpointing: Checkpointing | None = None,
     on_event: Callable[[str], None] | None = None,
     device: str | torch.device = "cpu",
@@ -138,121 +255,36 @@ def train_rule(
     Faults: a non-finite loss, state or gradient restores the last good weights and optimizer state,
     lowers the learning rate and carries on (`on_event` is told); after MAX_RECOVERIES training
     stops with `diverged` set. SIGINT/SIGTERM stop training at the end of the current iteration
-    (a second one at once). The best rule so far is returned either way.
+    (a second one at once), as does `on_iteration(iteration, record)` returning True. The best rule
+    so far is returned either way.
     """
     config.validate()
-    rng = random.Random(config.seed)
-    torch.manual_seed(config.seed)
-    gen = torch.Generator().manual_seed(config.seed)
-    rule = Rule(rule_config).to(device)
-    sample = CropSampler(photos, config.crop, rng)
-    hidden = rule_config.hidden_channels
-    opt = torch.optim.Adam(rule.parameters(), lr=config.lr)
-    result = TrainResult(rule)
-    best_state, ema, lr_scale, seconds_before, first = None, None, 1.0, 0.0, 0
+    run = new_run(rule_config, config, device)
+    sample = CropSampler(photos, config.crop, run.rng)
     identity = run_identity(photos, rule_config, config, checkpointing.key) if checkpointing else ""
     if checkpointing and checkpointing.resume:
-        ck = load_checkpoint(checkpointing.path)
-        if ck.identity != identity:
-            raise NcaError(
-                f"{checkpointing.path}: this checkpoint belongs to another run (other photos, settings or style); "
-                "resume with the options of the interrupted run, or drop --resume to start over"
-            )
+        resume(run, checkpointing.path, identity)
+    tell = on_event or (lambda message: None)
+    pool = StatePool(sample, rule_config.hidden_channels, config.pool, run.rng, device)
+    run.good, start = _snapshot(run), time.perf_counter()
+    with StopOnSignals(on_request=lambda name: tell(f"{name}: stopping after this iteration (send it again to stop at once)")) as stop:
         try:
-            rule.load_state_dict(ck.rule)
-            opt.load_state_dict(ck.optimizer)
-            rng.setstate(ck.rng)
-            gen.set_state(ck.generator)
-            torch.set_rng_state(ck.torch_rng)
-        except (KeyError, TypeError, ValueError, RuntimeError):
-            raise NcaError(f"{checkpointing.path}: checkpoint is damaged; delete it and run without --resume to start over") from None
-        result.history, result.best_loss, result.recoveries = ck.history, ck.best_loss, ck.recoveries
-        best_state, ema, lr_scale, seconds_before = ck.best, ck.ema, ck.lr_scale, ck.seconds
-        first = result.resumed_at = ck.iteration
-
-    def fresh(n: int) -> torch.Tensor:
-        return make_state(sample(n).to(device), hidden, seed=rng.randrange(2**31))
-
-    def snapshot() -> tuple[dict, dict]:
-        return {k: v.detach().clone() for k, v in rule.state_dict().items()}, copy.deepcopy(opt.state_dict())
-
-    def save(iterations_done: int) -> None:
-        ck = Checkpoint(
-            identity=identity, iteration=iterations_done, rule=rule.state_dict(), best=best_state, optimizer=opt.state_dict(),
-            rng=rng.getstate(), generator=gen.get_state(), torch_rng=torch.get_rng_state(), history=result.history,
-            best_loss=result.best_loss, ema=ema, lr_scale=lr_scale, recoveries=result.recoveries,
-            seconds=seconds_before + time.perf_counter() - start,
-        )
-        save_checkpoint(checkpointing.path, ck)
-
-    def stop_requested(name: str) -> None:
-        if on_event:
-            on_event(f"{name}: stopping after this iteration (send it again to stop at once)")
-
-    pool = torch.cat([fresh(1) for _ in range(config.pool)])
-    good = snapshot()  # the last weights and optimizer state that gave finite numbers
-    start = time.perf_counter()
-    with StopOnSignals(on_request=stop_requested) as stop:
-        try:
-            for it in range(first, config.iterations):
-                lr = lr_at(config, it) * lr_scale
-                for group in opt.param_groups:
-                    group["lr"] = lr
-                idx = torch.tensor(rng.sample(range(config.pool), config.batch), device=device)
-                batch = pool[idx].clone()
-                if config.fresh_per_batch:
-                    batch[: config.fresh_per_batch] = fresh(config.fresh_per_batch)
-                steps = rng.randint(config.steps_min, config.steps_max)
-                out = rollout(rule, batch, steps, seed=rng.randrange(2**31), checkpoint_every=config.checkpoint_every)
-                terms = loss_fn(out, gen)
-                loss = terms["total"]
-                fault = "state" if not torch.isfinite(out).all() else "loss" if not torch.isfinite(loss) else None
-                if fault is None:
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    if not all(torch.isfinite(p.grad).all() for p in rule.parameters() if p.grad is not None):
-                        fault = "gradient"
-                if fault:
-                    result.recoveries += 1
-                    if result.recoveries > MAX_RECOVERIES:
-                        result.diverged = (
-                            f"training diverged (non-finite {fault} at iteration {it + 1}) and did not recover after "
-                            f"{MAX_RECOVERIES} retries with lower learning rates"
-                        )
+            for it in range(run.first, config.iterations):
+                outcome = train_step(run, pool, loss_fn, config, it)
+                if isinstance(outcome, Fault):
+                    if not recover(run, pool, outcome, it, tell):
                         break
-                    rule.load_state_dict(good[0])
-                    opt.load_state_dict(good[1])
-                    lr_scale *= RECOVERY_LR_FACTOR
-                    pool[idx] = fresh(config.batch)  # the states that went bad leave the pool
-                    if on_event:
-                        lowered = lr * RECOVERY_LR_FACTOR
-                        on_event(f"non-finite {fault} at iteration {it + 1}: restored the last good weights, learning rate now {lowered:.3g}")
                     continue
-                record = {k: float(v.detach()) for k, v in terms.items()} | {"steps": steps, "lr": lr}
-                result.history.append(record)
-                ema = record["total"] if ema is None else 0.9 * ema + 0.1 * record["total"]
-                if ema < result.best_loss:  # these weights made this loss: keep them before stepping
-                    result.best_loss = ema
-                    best_state = {k: v.detach().clone() for k, v in rule.state_dict().items()}
-                good = snapshot()
-                with torch.no_grad():
-                    for p in rule.parameters():  # per-parameter gradient normalisation: steady steps on any loss scale
-                        if p.grad is not None:
-                            p.grad /= p.grad.norm() + 1e-8
-                opt.step()
-                pool[idx] = out.detach()
-                if on_iteration:
-                    on_iteration(it, record)
-                if stop.signal is not None or (checkpointing and (it + 1) % checkpointing.every == 0):
-                    if checkpointing:
-                        save(it + 1)
-                    if stop.signal is not None:
-                        result.interrupted, result.stop_signal = True, stop.signal
-                        break
+                asked = on_iteration is not None and on_iteration(it, outcome) is True  # the caller may ask to stop
+                if checkpointing and (asked or stop.signal is not None or (it + 1) % checkpointing.interval == 0):
+                    save_progress(run, checkpointing.path, identity, it + 1, run.seconds_before + time.perf_counter() - start)
+                if asked or stop.signal is not None:
+                    run.result.interrupted, run.result.stop_signal = True, stop.signal
+                    break
         except KeyboardInterrupt:  # a second signal, or Ctrl-C where no handler could be installed
-            result.interrupted = True
-    result.seconds = seconds_before + time.perf_counter() - start
-    if best_state is not None:
-        rule.load_state_dict(best_state)
-    result.rule = rule.cpu()
-    return result
+            run.result.interrupted = True
+    run.result.seconds = run.seconds_before + time.perf_counter() - start
+    if run.best_state is not None:
+        run.rule.load_state_dict(run.best_state)
+    run.result.rule = run.rule.cpu()
+    return run.result

@@ -40,8 +40,8 @@ class VideoInfo:
 def _av():
     try:
         import av
-    except ImportError:
-        raise NcaError("video needs PyAV: pip install av") from None
+    except ImportError as exc:
+        raise NcaError("video needs PyAV: pip install av") from exc
     return av
 
 
@@ -55,7 +55,7 @@ def probe_video(path: Path) -> VideoInfo:
             stream = container.streams.video[0]
             return VideoInfo(stream.width, stream.height, stream.average_rate or stream.guessed_rate or DEFAULT_FPS, stream.frames)
     except (av.FFmpegError, OSError) as exc:
-        raise NcaError(f"{path}: not a readable video ({type(exc).__name__})") from None
+        raise NcaError(f"{path}: not a readable video ({type(exc).__name__})") from exc
 
 
 def read_frames(path: Path) -> Iterator[np.ndarray]:
@@ -68,7 +68,7 @@ def read_frames(path: Path) -> Iterator[np.ndarray]:
             for frame in container.decode(stream):
                 yield frame.to_ndarray(format="rgb24")
     except (av.FFmpegError, OSError) as exc:
-        raise NcaError(f"{path}: video data is damaged ({type(exc).__name__})") from None
+        raise NcaError(f"{path}: video data is damaged ({type(exc).__name__})") from exc
 
 
 def _even(frame: np.ndarray) -> np.ndarray:

@@ -15,17 +15,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from ncaedit.config import ViewConfig  # noqa: F401 (re-exported where it was)
+
 _SQUARE = torch.tensor([[-1.0, -1.0], [1.0, -1.0], [1.0, 1.0], [-1.0, 1.0]])  # corners in grid_sample coordinates
 _LUMA = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
-
-
-@dataclass
-class ViewConfig:
-    cutouts: int = 4  # views per image
-    cut_min: float = 0.5  # smallest view side, as a fraction of the image's shorter side
-    perspective: float = 0.2  # random corner displacement, as a fraction of the view's half side
-    flip: bool = True  # mirror half of the views
-    jitter: float = 0.05  # brightness, contrast and saturation change by up to this fraction
 
 
 @dataclass

@@ -17,10 +17,10 @@ from ncaedit.batch import find_inputs, plan_outputs
 from ncaedit.errors import NcaError
 from ncaedit.image import load_image
 from ncaedit.rule import Rule, RuleConfig
-from ncaedit.rulefile import save_rule
+from ncaedit.nca_format import save_rule
 from ncaedit.video import Flicker, probe_video, read_frames, write_video
 
-from conftest import smooth_photo, write_rgb
+from helpers import smooth_photo, write_rgb
 from test_cli import NCAEDIT, run
 
 

@@ -5,7 +5,6 @@ many cases take seconds; test_cli.py runs the installed script itself. stderr is
 file-descriptor level, so messages that C libraries print around Python would show up too.
 """
 
-import json
 import os
 import pickle
 import struct
@@ -20,21 +19,9 @@ import torch
 
 from ncaedit.cli import main
 from ncaedit.rule import Rule, RuleConfig
-from ncaedit.rulefile import FORMAT_VERSION, save_rule
+from ncaedit.nca_format import FORMAT_VERSION, save_rule
 
-from conftest import TINY_PRESET, smooth_photo, stripes, write_rgb
-
-
-def _rewrite_metadata(path: Path, change) -> None:
-    data = path.read_bytes()
-    (n,) = struct.unpack("<Q", data[:8])
-    header = json.loads(data[8 : 8 + n])
-    meta = json.loads(header["__metadata__"]["ncaedit"])
-    change(meta)
-    header["__metadata__"]["ncaedit"] = json.dumps(meta)
-    raw = json.dumps(header).encode()
-    raw += b" " * (-len(raw) % 8)
-    path.write_bytes(struct.pack("<Q", len(raw)) + raw + data[8 + n :])
+from helpers import TINY_PRESET, rewrite_metadata, smooth_photo, stripes, write_rgb
 
 
 class _Pickled:
@@ -101,12 +88,12 @@ def files(tmp_path):
     save_file({"x": torch.zeros(3)}, str(f["plain_rule"]))
     f["arch_rule"] = tmp_path / "arch_rule.nca"
     f["arch_rule"].write_bytes(data)
-    _rewrite_metadata(f["arch_rule"], lambda m: m["arch"].update(width=9))
+    rewrite_metadata(f["arch_rule"], lambda m: m["arch"].update(width=9))
     f["edited_rule"] = tmp_path / "edited_rule.nca"
     f["edited_rule"].write_bytes(data[:-4] + bytes(b ^ 0x55 for b in data[-4:]))
     f["newer_rule"] = tmp_path / "newer_rule.nca"
     f["newer_rule"].write_bytes(data)
-    _rewrite_metadata(f["newer_rule"], lambda m: m.update(format_version=FORMAT_VERSION + 1))
+    rewrite_metadata(f["newer_rule"], lambda m: m.update(format_version=FORMAT_VERSION + 1))
     f["pickle_rule"] = tmp_path / "pickle_rule.nca"
     f["pickle_rule"].write_bytes(pickle.dumps(_Pickled()))
 
@@ -246,7 +233,7 @@ def test_rule_files_are_never_unpickled(files, monkeypatch):
     import pickle as pickle_module
 
     from ncaedit.errors import NcaError
-    from ncaedit.rulefile import load_rule, read_metadata
+    from ncaedit.nca_format import load_rule, read_metadata
 
     calls = []
 

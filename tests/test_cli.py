@@ -9,7 +9,7 @@ import time
 import numpy as np
 import pytest
 
-from conftest import smooth_photo, stripes, write_rgb
+from helpers import smooth_photo, stripes, write_rgb
 
 # the script installed beside this interpreter (a virtual environment's), else the one on PATH
 NCAEDIT = shutil.which("ncaedit", path=os.path.dirname(sys.executable)) or shutil.which("ncaedit")

@@ -15,17 +15,18 @@ from ncaedit import train as train_module
 from ncaedit.checkpoint import load_checkpoint
 from ncaedit.cli import main
 from ncaedit.errors import NcaError
-from ncaedit.job import Job, ModeSetup, run_job
+from ncaedit.cli.job import Job, run_job
 from ncaedit.lossnet import RandomFilters
+from ncaedit.modes import Mode, ModeSetup
 from ncaedit.rule import RuleConfig
-from ncaedit.rulefile import load_rule
+from ncaedit.nca_format import load_rule
 from ncaedit.style_loss import StyleLoss, StyleLossConfig
 from ncaedit.train import MAX_RECOVERIES, Checkpointing, TrainConfig, lr_at, train_rule
 
-from conftest import TINY_PRESET, smooth_photo, stripes, write_rgb
+from helpers import TINY_PRESET, smooth_photo, stripes, write_rgb
 
 RULE = RuleConfig(hidden_channels=2, width=8)
-CONFIG = dict(iterations=8, batch=1, crop=16, train_size=32, pool=2, steps_min=2, steps_max=3, checkpoint_every=0, lr=1e-2)
+CONFIG = dict(iterations=8, batch=1, crop=16, train_size=32, pool=2, steps_min=2, steps_max=3, grad_checkpoint_every=0, lr=1e-2)
 PHOTOS = [smooth_photo(32, 32)]
 
 
@@ -155,7 +156,7 @@ def test_cli_divergence_saves_the_best_rule_and_fails_in_one_line(tmp_path, capf
 
 def test_signal_stops_at_the_end_of_an_iteration_with_a_checkpoint(style_loss, tmp_path):
     before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
-    ckpt = Checkpointing(tmp_path / "run.ckpt", every=100)
+    ckpt = Checkpointing(tmp_path / "run.ckpt", interval=100)
     events = []
     result = train_rule(PHOTOS, Faulty(style_loss, {3: "SIGTERM"}), RULE, TrainConfig(**CONFIG), checkpointing=ckpt, on_event=events.append)
     assert result.interrupted and result.stop_signal == signal.SIGTERM
@@ -174,7 +175,7 @@ def test_a_second_signal_stops_at_once(style_loss):
 def test_resume_continues_where_the_checkpoint_left_off(style_loss, tmp_path, rules_made):
     config = TrainConfig(**CONFIG)
     path = tmp_path / "run.ckpt"
-    first = train_rule(PHOTOS, Faulty(style_loss, {4: "SIGINT"}), RULE, config, checkpointing=Checkpointing(path, every=2))
+    first = train_rule(PHOTOS, Faulty(style_loss, {4: "SIGINT"}), RULE, config, checkpointing=Checkpointing(path, interval=2))
     saved = load_checkpoint(path)
     assert saved.iteration == 4 and len(saved.history) == 4
 
@@ -186,7 +187,7 @@ def test_resume_continues_where_the_checkpoint_left_off(style_loss, tmp_path, ru
         return style_loss(state, gen)
 
     resumed = train_rule(
-        PHOTOS, loss, RULE, config, checkpointing=Checkpointing(path, every=2, resume=True),
+        PHOTOS, loss, RULE, config, checkpointing=Checkpointing(path, interval=2, resume=True),
         on_iteration=lambda it, rec: starts.append(it),
     )
     assert resumed.resumed_at == 4 and starts[0] == 4
@@ -207,11 +208,11 @@ def test_a_checkpoint_from_another_run_is_refused(style_loss, tmp_path, change):
         train_rule(photos, style_loss, RULE, config, checkpointing=Checkpointing(path, resume=True, key="b" if change == "key" else "a"))
 
 
-def _setup_with(loss_fn):
-    def setup(recipe, photo):
-        return ModeSetup(loss_fn=loss_fn, metadata={"mode": "test"}, progress_info=lambda rec: "")
+def _mode_with(loss_fn):
+    def setup(recipe, photo, device, warn):
+        return ModeSetup(loss_fn=loss_fn, metadata={"mode": "test"})
 
-    return setup
+    return Mode(kind="style", name="test", setup=setup, progress_info=lambda rec: "")
 
 
 class _Console:
@@ -244,10 +245,10 @@ def test_job_sigterm_saves_and_exits_then_resume_finishes(style_loss, tmp_path):
 
     photo = Path(write_rgb(tmp_path / "photo.png", smooth_photo(48, 64)))
     (tmp_path / "tiny.toml").write_text(TINY_PRESET)
-    job = Job(photo=photo, preset=str(tmp_path / "tiny.toml"), checkpoint_every=1, overrides={"train": {"iterations": 6}})
+    job = Job(photo=photo, preset=str(tmp_path / "tiny.toml"), checkpoint_interval=1, overrides={"train": {"iterations": 6}})
     console = _Console()
     with pytest.raises(SystemExit) as exit_:
-        run_job(job, "photo-test", [], _setup_with(Faulty(style_loss, {3: "SIGTERM"})), console, Bar)
+        run_job(job, _mode_with(Faulty(style_loss, {3: "SIGTERM"})), console, Bar)
     assert exit_.value.code == 128 + signal.SIGTERM
     rule, ckpt, image = tmp_path / "photo-test.nca", tmp_path / "photo-test.ckpt", tmp_path / "photo-test.png"
     assert rule.is_file() and ckpt.is_file() and not image.exists()  # saved, and not applied
@@ -256,10 +257,10 @@ def test_job_sigterm_saves_and_exits_then_resume_finishes(style_loss, tmp_path):
 
     # a new run without --resume does not touch the interrupted run's files
     job_fresh = Job(photo=photo, preset=str(tmp_path / "tiny.toml"), overrides={"train": {"iterations": 1}})
-    assert run_job(job_fresh, "photo-test", [], _setup_with(style_loss), _Console(), Bar)["out"].name == "photo-test-2.png"
+    assert run_job(job_fresh, _mode_with(style_loss), _Console(), Bar)["out"].name == "photo-test-2.png"
 
     job.resume = True
-    done = run_job(job, "photo-test", [], _setup_with(style_loss), console, Bar)
+    done = run_job(job, _mode_with(style_loss), console, Bar)
     assert done["out"] == image and image.is_file() and not ckpt.exists()
     assert done["result"].resumed_at == 3
     assert load_rule(rule).metadata["iterations_done"] == 6 and not load_rule(rule).metadata["interrupted"]
@@ -276,7 +277,7 @@ train_size = 32
 pool = 2
 steps_min = 2
 steps_max = 3
-checkpoint_every = 0
+grad_checkpoint_every = 0
 [loss]
 style_size = 32
 """

@@ -6,9 +6,7 @@ is what reaches the deeper parsers). Example counts are modest so the whole file
 """
 
 import io
-import json
 import random
-import struct
 import tempfile
 from datetime import timedelta
 from pathlib import Path
@@ -17,6 +15,7 @@ import numpy as np
 import pytest
 import tifffile
 import torch
+from helpers import smooth_photo, with_metadata
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
@@ -24,11 +23,9 @@ from PIL import Image
 from ncaedit.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from ncaedit.errors import NcaError
 from ncaedit.image import Photo, load_image
+from ncaedit.nca_format import load_rule, read_metadata, save_rule
 from ncaedit.png16 import write_png16
 from ncaedit.rule import Rule, RuleConfig
-from ncaedit.rulefile import load_rule, read_metadata, save_rule
-
-from conftest import smooth_photo
 
 FUZZ = settings(max_examples=80, deadline=timedelta(seconds=10), suppress_health_check=[HealthCheck.too_slow], derandomize=True)
 LIMIT = 1 << 20  # a small pixel limit keeps mutated headers from asking for big (legal) decodes
@@ -128,17 +125,6 @@ def _check_rule(data: bytes) -> None:
                 assert "\n" not in str(exc)
 
 
-def _with_metadata(change) -> bytes:
-    (n,) = struct.unpack("<Q", RULE[:8])
-    header = json.loads(RULE[8 : 8 + n])
-    meta = json.loads(header["__metadata__"]["ncaedit"])
-    change(meta)
-    header["__metadata__"]["ncaedit"] = json.dumps(meta)
-    raw = json.dumps(header).encode()
-    raw += b" " * (-len(raw) % 8)
-    return struct.pack("<Q", len(raw)) + raw + RULE[8 + n :]
-
-
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
@@ -162,20 +148,20 @@ def test_rule_loader_on_damaged_rules(data):
 @FUZZ
 @given(key=st.sampled_from(["hidden_channels", "width", "fire_rate", "padding", "extra"]), value=ARCH_VALUES)
 def test_rule_loader_on_tampered_architecture(key, value):
-    _check_rule(_with_metadata(lambda m: m["arch"].update({key: value})))
+    _check_rule(with_metadata(RULE, lambda m: m["arch"].update({key: value})))
 
 
 @FUZZ
 @given(key=st.sampled_from(["arch", "format", "format_version", "tensor_sha256"]), value=JSON)
 def test_rule_loader_on_tampered_metadata(key, value):
-    _check_rule(_with_metadata(lambda m: m.update({key: value})))
+    _check_rule(with_metadata(RULE, lambda m: m.update({key: value})))
 
 
 def test_tampered_architecture_cannot_make_us_allocate_a_huge_network(tmp_path):
     """A header may claim any width; the loader must refuse it from the header, not try to build it."""
     path = tmp_path / "r.nca"
     for value in (10**6, 10**12):
-        path.write_bytes(_with_metadata(lambda m: m["arch"].update(width=value, hidden_channels=value)))
+        path.write_bytes(with_metadata(RULE, lambda m: m["arch"].update(width=value, hidden_channels=value)))
         with pytest.raises(NcaError, match="architecture"):
             load_rule(path)
 

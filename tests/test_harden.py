@@ -13,6 +13,7 @@ import signal
 import struct
 import subprocess
 import sys
+import typing
 from pathlib import Path
 
 import numpy as np
@@ -23,38 +24,46 @@ from hypothesis import strategies as st
 
 from ncaedit import limits
 from ncaedit.cli import app, main
+from ncaedit.errors import NcaError
 from ncaedit.image import load_image
 from ncaedit.rule import Rule, RuleConfig
-from ncaedit.rulefile import load_rule, save_rule
+from ncaedit.nca_format import load_rule, save_rule
 
-from conftest import TINY_PRESET, smooth_photo, stripes, write_rgb
+from helpers import TINY_PRESET, smooth_photo, stripes, with_metadata, write_rgb
 
 ALARM_SECONDS = 20
 
 
-def cli(*args, cwd: Path | None = None) -> tuple[int, str]:
-    """(exit code, stderr) of `ncaedit ARGS`, run in-process under an alarm: a read that blocks
-    (a FIFO) fails the test instead of hanging it."""
+@contextlib.contextmanager
+def alarm(what: str):
+    """Run the block under an alarm: a read that blocks (a FIFO) fails the test instead of hanging it."""
 
     def hung(signum, frame):
-        raise TimeoutError(f"ncaedit {' '.join(map(str, args))} did not finish in {ALARM_SECONDS} s")
+        raise TimeoutError(f"{what} did not finish in {ALARM_SECONDS} s")
 
-    err, old_argv, old_cwd = io.StringIO(), sys.argv, os.getcwd()
     previous = signal.signal(signal.SIGALRM, hung)
     signal.alarm(ALARM_SECONDS)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def cli(*args, cwd: Path | None = None) -> tuple[int, str]:
+    """(exit code, stderr) of `ncaedit ARGS`, run in-process under an alarm."""
+    err, old_argv, old_cwd = io.StringIO(), sys.argv, os.getcwd()
     sys.argv = ["ncaedit", *map(str, args)]
     try:
         if cwd:
             os.chdir(cwd)
-        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        with alarm(f"ncaedit {' '.join(map(str, args))}"), contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
             try:
                 main()
                 code = 0
             except SystemExit as exc:
                 code = exc.code if isinstance(exc.code, int) else 0
     finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
         sys.argv = old_argv
         os.chdir(old_cwd)
     return code, err.getvalue()
@@ -79,12 +88,9 @@ def _metadata_of(data: bytes) -> tuple[dict, dict, int]:
     return header, json.loads(header["__metadata__"]["ncaedit"]), n
 
 
-def with_metadata(data: bytes, meta: dict) -> bytes:
-    header, _, n = _metadata_of(data)
-    header["__metadata__"]["ncaedit"] = json.dumps(meta)  # NaN and Infinity written as JSON allows them
-    raw = json.dumps(header).encode()
-    raw += b" " * (-len(raw) % 8)
-    return struct.pack("<Q", len(raw)) + raw + data[8 + n :]
+def replaced_metadata(data: bytes, meta: dict) -> bytes:
+    """A rule file's bytes with `meta` as its metadata (NaN and Infinity written as JSON allows them)."""
+    return with_metadata(data, lambda m: (m.clear(), m.update(meta)))
 
 
 @pytest.fixture(scope="module")
@@ -141,7 +147,7 @@ def test_every_metadata_field_mutated_is_refused_in_one_line_or_works(field, val
     left stale, recomputed by a careful forger, or removed as in an ncaedit 0.1 file: `apply` exits 2
     with one line naming the file, or writes a correct image. The step bound is lowered to 40 so that
     an accepted default_steps runs in milliseconds (the check is the same at any bound)."""
-    from ncaedit import rulefile
+    from ncaedit import nca_format as rulefile
 
     monkeypatch.setitem(limits.BOUNDS, "steps", limits.Bound(1, 40, integer=True))
     d = tmp_path_factory.mktemp("meta")
@@ -158,7 +164,7 @@ def test_every_metadata_field_mutated_is_refused_in_one_line_or_works(field, val
     elif checksum == "removed":
         meta.pop("settings_sha256", None)
     path = d / "r.nca"
-    path.write_bytes(with_metadata(_rule_bytes(), meta))
+    path.write_bytes(replaced_metadata(_rule_bytes(), meta))
     out = d / "out.png"
     code, err = cli("apply", path, photo, "-o", out)
     if code == 2:
@@ -177,7 +183,7 @@ def test_the_issues_default_steps_examples(world, value, tmp_path):
     _, meta, _ = _metadata_of(world["rule"].read_bytes())
     meta["default_steps"] = value
     path = tmp_path / "shared.nca"
-    path.write_bytes(with_metadata(world["rule"].read_bytes(), meta))
+    path.write_bytes(replaced_metadata(world["rule"].read_bytes(), meta))
     for command in (["apply", path, world["photo"], "-o", tmp_path / "o.png"], ["animate", path, world["photo"], "-o", tmp_path / "o.gif"], ["info", path]):
         one_error(*cli(*command), "default_steps")
     assert not list(tmp_path.glob("o.*"))
@@ -187,10 +193,10 @@ def test_edited_settings_are_caught_by_their_checksum(world, tmp_path):
     _, meta, _ = _metadata_of(world["rule"].read_bytes())
     meta["arch"]["fire_rate"] = 1.0  # a valid value, but not the one the rule was trained with
     path = tmp_path / "edited.nca"
-    path.write_bytes(with_metadata(world["rule"].read_bytes(), meta))
+    path.write_bytes(replaced_metadata(world["rule"].read_bytes(), meta))
     one_error(*cli("apply", path, world["photo"], "-o", tmp_path / "o.png"), "do not match their checksum")
     del meta["settings_sha256"]  # a file from ncaedit 0.1: no settings checksum, fields still checked
-    path.write_bytes(with_metadata(world["rule"].read_bytes(), meta))
+    path.write_bytes(replaced_metadata(world["rule"].read_bytes(), meta))
     assert load_rule(path).rule.config.fire_rate == 1.0
 
 
@@ -212,7 +218,7 @@ def test_a_rollout_that_goes_non_finite_fails_and_writes_nothing(world, tmp_path
 
 
 def _prompt_args(world, tmp_path):
-    from clip_models import random_clip
+    from helpers import random_clip
 
     config, weights = random_clip(tmp_path)
     preset = tmp_path / "p.toml"
@@ -309,7 +315,6 @@ def test_outputs_never_replace_a_special_file(writer, kind, world, tmp_path):
 
 
 def test_reads_are_bounded_by_the_limit_not_the_reported_size(tmp_path):
-    from ncaedit.errors import NcaError
     from ncaedit.paths import read_limited
 
     big = tmp_path / "big.nca"
@@ -326,10 +331,10 @@ def _numeric_options():
     for command in app.registered_commands:
         fn = inspect.unwrap(command.callback)
         name = command.name or fn.__name__
-        for p in inspect.signature(fn).parameters.values():
-            kind = str(p.annotation)
-            if kind in ("int", "float", "Optional[int]", "Optional[float]"):
-                yield name, p.name, "float" in kind
+        for option, hint in typing.get_type_hints(fn).items():  # the declared types, through the shared Annotated aliases
+            kinds = set(typing.get_args(hint) or (hint,)) - {type(None)}
+            if kinds in ({int}, {float}):
+                yield name, option, kinds == {float}
 
 
 NUMERIC = list(_numeric_options())
@@ -492,8 +497,7 @@ def test_a_temporary_left_by_kill_9_is_removed_by_the_next_run(batch, world):
 def test_a_rule_that_cannot_be_written_is_kept_and_its_place_named(world, tmp_path, monkeypatch):
     import tempfile
 
-    from ncaedit import rulefile
-    from ncaedit.errors import NcaError
+    from ncaedit import nca_format as rulefile
 
     rescue = tmp_path / "tmp"
     rescue.mkdir()
@@ -550,3 +554,56 @@ def test_lone_special_input_and_out_dot_say_the_real_reason(world, tmp_path):
     one_error(*cli("apply", world["rule"], "in/a.png", "--out", "in", cwd=tmp_path), "its own folder")
     code, err = cli("apply", world["rule"], "in", "--out", ".", cwd=tmp_path)  # the folder's parent is fine
     assert code == 0 and (tmp_path / "a.png").exists(), err
+
+
+# --- 7. the Python API: the same checks as the command line ------------------------------------------
+
+
+def test_the_api_refuses_special_files_and_altered_rules(world, tmp_path):
+    import ncaedit
+
+    _, meta, _ = _metadata_of(world["rule"].read_bytes())
+    meta["default_steps"] = math.inf
+    altered = tmp_path / "altered.nca"
+    altered.write_bytes(replaced_metadata(world["rule"].read_bytes(), meta))
+    rule = ncaedit.Rule.load(world["rule"])
+    photo = smooth_photo(16, 16)
+    attempts = [
+        (lambda: ncaedit.Rule.load(world["fifo"]), "FIFO"),
+        (lambda: ncaedit.Rule.load(world["zero"]), "character device"),
+        (lambda: ncaedit.Rule.load(altered), "default_steps"),
+        (lambda: rule.apply(world["fifo"]), "FIFO"),
+        (lambda: rule.apply(photo, mask=world["zero"]), "character device"),
+        (lambda: ncaedit.apply_files(rule, [world["fifo"]], tmp_path / "o.png"), "FIFO"),
+        (lambda: ncaedit.apply_files(rule, [world["photo"]], tmp_path / "o.png", mask=world["fifo"]), "FIFO"),
+        (lambda: ncaedit.apply_files(world["unstable"], [world["photo"]], tmp_path / "o.png"), "infinite or NaN"),
+    ]
+    for attempt, pattern in attempts:
+        with alarm("the API call"), pytest.raises(NcaError, match=pattern):
+            result = attempt()
+            if isinstance(result, ncaedit.api.BatchSummary):  # a file that fails in a batch is an outcome
+                raise NcaError(result.failed[0].message)
+    assert not (tmp_path / "o.png").exists()
+
+
+def test_the_api_checks_numbers_against_the_same_table(world, tmp_path):
+    """Library parameters follow limits.BOUNDS too; the error names the parameter (NcaError.param),
+    where the command line names the flag."""
+    import ncaedit
+
+    rule, photo = ncaedit.Rule.load(world["rule"]), smooth_photo(16, 16)
+    attempts = [
+        (lambda: rule.apply(photo, steps=10**20), "steps"),
+        (lambda: rule.apply(photo, strength=math.nan), "strength"),
+        (lambda: rule.apply(photo, tile=4), "tile"),
+        (lambda: ncaedit.apply_files(rule, [world["photo"]], tmp_path / "o.png", feather=-1), "feather"),
+        (lambda: ncaedit.apply_files(rule, [world["photo"]], tmp_path / "o.png", max_pixels=0), "max_pixels"),
+        (lambda: ncaedit.train_style(photo, photo, style_scale=math.inf), "style_scale"),
+        (lambda: ncaedit.train_style(photo, photo, iterations=0), "iterations"),
+        (lambda: ncaedit.train_prompt(photo, "red", aesthetic=11.0), "aesthetic"),
+    ]
+    for attempt, param in attempts:
+        with pytest.raises(NcaError) as caught:
+            attempt()
+        assert caught.value.param == param and str(caught.value).startswith(f"{param} must be "), caught.value
+    assert not (tmp_path / "o.png").exists()

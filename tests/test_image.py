@@ -5,7 +5,7 @@ from PIL import Image
 from ncaedit.errors import NcaError
 from ncaedit.image import Photo, load_image, save_image
 
-from conftest import smooth_photo
+from helpers import smooth_photo
 
 
 LOSSLESS = [(".png", 8, 1 / 255), (".png", 16, 1 / 65535), (".tif", 8, 1 / 255), (".tif", 16, 1 / 65535)]

@@ -13,7 +13,7 @@ from ncaedit.errors import NcaError
 from ncaedit.image import load_image
 from ncaedit.png16 import _unfilter, write_png16
 
-from conftest import smooth_photo
+from helpers import smooth_photo
 
 RGB8 = (smooth_photo(24, 32) * 255).round().astype(np.uint8)
 

@@ -15,15 +15,14 @@ from ncaedit.errors import NcaError
 from ncaedit.image import Photo
 from ncaedit.lossnet import RandomFilters
 from ncaedit.prompt_loss import PromptLoss, PromptLossConfig
-from ncaedit.prompts import WeightedPrompt, parse_prompts
+from ncaedit.prompt_text import WeightedPrompt, parse_prompts
 from ncaedit.recipe import load_recipe, preset_names
 from ncaedit.rule import RuleConfig
 from ncaedit.state import make_state
 from ncaedit.train import TrainConfig, train_rule
 from ncaedit.views import ViewConfig, sample_views
 
-from clip_models import random_clip
-from conftest import smooth_photo
+from helpers import random_clip, smooth_photo
 
 logging.getLogger().setLevel(logging.ERROR)  # open_clip logs a warning for every model built without weights
 
@@ -185,7 +184,7 @@ def test_training_against_a_real_open_clip_model_raises_similarity(tmp_path):
     photo = smooth_photo(48, 64)
     cfg = PromptLossConfig(cutouts=2, content_weight=0.3)
     loss = PromptLoss(clip, parse_prompts("a pencil sketch | charcoal:0.5"), cfg, loss_net=RandomFilters(levels=2, maps=8))
-    train = TrainConfig(iterations=16, batch=2, crop=32, train_size=64, pool=4, steps_min=6, steps_max=10, lr=4e-3, checkpoint_every=0)
+    train = TrainConfig(iterations=16, batch=2, crop=32, train_size=64, pool=4, steps_min=6, steps_max=10, lr=4e-3, grad_checkpoint_every=0)
     result = train_rule([photo], loss, RuleConfig(hidden_channels=4, width=16), train)
     assert len(result.history) == 16
     out = apply_rule(result.rule, Photo(photo), steps=10).rgb

@@ -1,5 +1,5 @@
 """`ncaedit prompt` through the installed console script: a known answer with a hand-set open_clip
-model (tests/clip_models.py), and the paths where weights are missing."""
+model (tests/helpers.py), and the paths where weights are missing."""
 
 import os
 from pathlib import Path
@@ -8,10 +8,9 @@ import numpy as np
 from skimage.metrics import structural_similarity
 
 from ncaedit.image import load_image
-from ncaedit.rulefile import read_metadata
+from ncaedit.nca_format import read_metadata
 
-from clip_models import redness, redness_clip
-from conftest import smooth_photo, write_rgb
+from helpers import redness, redness_clip, smooth_photo, write_rgb
 from test_cli import run
 
 PROMPT_PRESET = """
@@ -28,7 +27,7 @@ pool = 4
 steps_min = 6
 steps_max = 10
 lr = 4e-3
-checkpoint_every = 0
+grad_checkpoint_every = 0
 [loss]
 cutouts = 2
 """

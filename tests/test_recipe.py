@@ -39,3 +39,27 @@ def test_bad_presets(tmp_path, text, pattern):
 def test_unknown_preset_name_lists_the_known_ones():
     with pytest.raises(NcaError, match="fast"):
         load_recipe("turbo")
+
+
+def test_defaults_are_the_fast_preset_and_others_list_only_differences():
+    """config.py's dataclass defaults are `fast`; a bundled preset sets no key to its default value."""
+    import tomllib
+
+    from ncaedit.config import LOSS_CONFIGS, RuleConfig, TrainConfig
+    from ncaedit.recipe import Recipe, presets_dir
+
+    assert load_recipe("fast").to_dict() == Recipe().to_dict()
+    assert load_recipe("fast", mode="prompt").to_dict()["loss"] == Recipe(loss=LOSS_CONFIGS["prompt"]()).to_dict()["loss"]
+    for path in presets_dir().glob("*.toml"):
+        data = tomllib.loads(path.read_text())
+        defaults = {"rule": RuleConfig(), "train": TrainConfig(), "loss": LOSS_CONFIGS[data.get("mode", "style")]()}
+        for table, values in data.items():
+            if isinstance(values, dict):
+                same = [k for k, v in values.items() if getattr(defaults[table], k) == v]
+                assert not same, f"{path.name} [{table}] repeats defaults: {same}"
+
+
+def test_the_older_name_of_grad_checkpoint_every_still_loads(tmp_path):
+    p = tmp_path / "old.toml"
+    p.write_text("[train]\ncheckpoint_every = 4\n")
+    assert load_recipe(str(p)).train.grad_checkpoint_every == 4

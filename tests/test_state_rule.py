@@ -5,14 +5,7 @@ from ncaedit.noise import position_uniform
 from ncaedit.rule import Rule, RuleConfig, fire_mask, rollout
 from ncaedit.state import HIDDEN_NOISE, make_state, source_rgb, working_rgb
 
-
-def random_rule(seed=0, **kw) -> Rule:
-    torch.manual_seed(seed)
-    rule = Rule(RuleConfig(**kw))
-    with torch.no_grad():
-        for p in rule.parameters():
-            p.normal_(0, 0.3)
-    return rule
+from helpers import random_rule
 
 
 def test_layout_and_range():

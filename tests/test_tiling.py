@@ -12,7 +12,7 @@ from ncaedit.rule import Rule, RuleConfig, rollout
 from ncaedit.state import HIDDEN, make_state, working_rgb
 from ncaedit.tiling import edit_tiles, plan_tiles
 
-from conftest import smooth_photo
+from helpers import smooth_photo
 
 
 def busy_rule(seed=0) -> Rule:

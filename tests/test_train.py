@@ -12,7 +12,7 @@ from ncaedit.rule import RuleConfig
 from ncaedit.style_loss import StyleLoss, StyleLossConfig
 from ncaedit.train import TrainConfig, train_rule
 
-from conftest import smooth_photo, stripes
+from helpers import smooth_photo, stripes
 
 
 def colour_distance(a: np.ndarray, b: np.ndarray, n: int = 64) -> float:
@@ -29,7 +29,7 @@ def luminance(rgb):
     return rgb @ np.array([0.299, 0.587, 0.114], np.float32)
 
 
-TINY = dict(iterations=40, batch=2, crop=32, train_size=64, pool=8, steps_min=6, steps_max=10, lr=4e-3, checkpoint_every=4)
+TINY = dict(iterations=40, batch=2, crop=32, train_size=64, pool=8, steps_min=6, steps_max=10, lr=4e-3, grad_checkpoint_every=4)
 
 
 def train_tiny(photo, style, seed=0, iterations=TINY["iterations"]):

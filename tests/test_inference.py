@@ -1,34 +1,13 @@
-"""The fast arithmetic (stencils, folded weights, the in-place engine) against the rule's definition."""
+"""The fast arithmetic (stencils, folded weights, the in-place engine) against the specification (reference.py)."""
 
 import pytest
 import torch
-import torch.nn.functional as F
+from helpers import random_rule
 
-from ncaedit import engine
-from ncaedit.rule import PADDINGS, PERCEPTION_FILTERS, Rule, RuleConfig, _SparseStep, fire_mask, rollout
+from ncaedit import inference
+from ncaedit.reference import ReferenceRule, reference_rollout
+from ncaedit.rule import PADDINGS, _SparseStep, fire_mask, rollout
 from ncaedit.state import make_state
-
-
-def random_rule(seed=0, **kw) -> Rule:
-    torch.manual_seed(seed)
-    rule = Rule(RuleConfig(**kw))
-    with torch.no_grad():
-        for p in rule.parameters():
-            p.normal_(0, 0.3)
-    return rule
-
-
-def definition_step(rule: Rule, state: torch.Tensor, mask) -> torch.Tensor:
-    """The step as the module docstring defines it: depthwise filters (feature 4c+k), then the MLP."""
-    c = state.shape[1]
-    mode = "constant" if rule.config.padding == "zeros" else rule.config.padding
-    filters = PERCEPTION_FILTERS.repeat(c, 1, 1).unsqueeze(1)
-    features = F.conv2d(F.pad(state, (1, 1, 1, 1), mode=mode), filters, groups=c)
-    hidden = torch.relu(F.conv2d(features, rule.w1.weight[:, :, None, None], rule.w1.bias))
-    delta = F.conv2d(hidden, rule.w2.weight[:, :, None, None])
-    if mask is not None:
-        delta = delta * mask
-    return torch.cat([state[:, :3], state[:, 3:] + delta], dim=1)
 
 
 @pytest.mark.parametrize("padding", PADDINGS)
@@ -37,7 +16,7 @@ def test_step_matches_the_definition_with_gradients(padding):
     s = make_state(torch.rand(2, 3, 9, 11), 5, seed=2)
     masks = [fire_mask(rule, 3, i, 0, 0, 9, 11) for i in range(3)]  # several steps: gradients flow through the state too
     grads = []
-    for step in (rule.step, lambda x, m: definition_step(rule, x, m)):
+    for step in (rule.step, ReferenceRule(rule)):
         rule.zero_grad()
         out = s
         for mask in masks:
@@ -62,14 +41,14 @@ def test_hand_written_backward_is_the_exact_gradient():
 @pytest.mark.parametrize("fire_rate", [0.5, 1.0])
 @pytest.mark.parametrize("skip_idle", [True, False])
 def test_in_place_engine_matches_the_autograd_rollout(monkeypatch, padding, fire_rate, skip_idle):
-    monkeypatch.setattr(engine, "BAND_CELLS", 40)  # many bands of 3 rows, a short last band, two threads
+    monkeypatch.setattr(inference, "BAND_CELLS", 40)  # many bands of 3 rows, a short last band, two threads
     rule = random_rule(2, padding=padding, fire_rate=fire_rate, hidden_channels=4, width=16)
     s = make_state(torch.rand(2, 3, 17, 13), 4, seed=5)
     with torch.enable_grad():
         expected = rollout(rule, s, 5, seed=7, top=3, left=2, first_step=4).detach()
     threads = torch.get_num_threads()
     with torch.no_grad():
-        got = engine.run_inplace(rule, s, 5, seed=7, top=3, left=2, first_step=4, skip_idle=skip_idle)
+        got = inference.run_inplace(rule, s, 5, seed=7, top=3, left=2, first_step=4, skip_idle=skip_idle)
     assert torch.get_num_threads() == threads  # the workers' thread setting does not leak
     assert torch.allclose(got, expected, atol=1e-5)
     assert torch.equal(got[:, :3], s[:, :3])
@@ -80,7 +59,7 @@ def test_engine_runs_under_inference_mode_and_keeps_the_input():
     s = make_state(torch.rand(1, 3, 20, 20), 4)
     before = s.clone()
     with torch.inference_mode():
-        out = rollout(rule, s, 3)
+        out = inference.run_inplace(rule, s, 3)
     assert torch.equal(s, before)
     assert not torch.equal(out, s)
 
@@ -93,3 +72,14 @@ def test_noise_values_do_not_change():
     expected = [[0.35620224475860596, 0.5489855408668518, 0.8018423914909363], [0.7397095561027527, 0.9429271817207336, 0.6852865219116211]]
     assert position_uniform(7, -3, 10, 20, 2, 3).tolist() == expected
     assert position_uniform(2**31 + 5, 11, 0, 0, 1, 2).tolist() == [[0.4450220465660095, 0.015269935131072998]]
+
+
+def test_both_fast_paths_match_the_reference_rollout():
+    rule = random_rule(4, hidden_channels=4, width=16)
+    s = make_state(torch.rand(1, 3, 20, 24), 4, seed=1)
+    with torch.no_grad():
+        expected = reference_rollout(ReferenceRule(rule), s, 6, seed=3, top=2, left=5, first_step=1)
+        assert torch.allclose(inference.run_inplace(rule, s, 6, seed=3, top=2, left=5, first_step=1), expected, atol=1e-5)
+        assert torch.allclose(inference.run_inplace(rule, s, 6, seed=3, top=2, left=5, first_step=1, skip_idle=False), expected, atol=1e-5)
+    assert torch.allclose(rollout(rule, s, 6, seed=3, top=2, left=5, first_step=1).detach(), expected, atol=1e-5)
+    assert not torch.allclose(expected, s)

@@ -1,13 +1,13 @@
-import json
 import pickle
-import struct
 
 import pytest
 import torch
 
 from ncaedit.errors import NcaError
 from ncaedit.rule import Rule, RuleConfig
-from ncaedit.rulefile import FORMAT_VERSION, load_rule, read_metadata, save_rule
+from ncaedit.nca_format import FORMAT_VERSION, load_rule, read_metadata, save_rule
+
+from helpers import rewrite_metadata
 
 
 def trained_rule():
@@ -32,31 +32,19 @@ def test_round_trip(tmp_path):
     assert not list(tmp_path.glob(".*part"))  # no temporary left behind
 
 
-def _rewrite_metadata(path, change):
-    data = path.read_bytes()
-    (n,) = struct.unpack("<Q", data[:8])
-    header = json.loads(data[8 : 8 + n])
-    meta = json.loads(header["__metadata__"]["ncaedit"])
-    change(meta)
-    header["__metadata__"]["ncaedit"] = json.dumps(meta)
-    raw = json.dumps(header).encode()
-    raw += b" " * (-len(raw) % 8)
-    path.write_bytes(struct.pack("<Q", len(raw)) + raw + data[8 + n :])
-
-
 def test_newer_format_is_refused(tmp_path):
     path = save_rule(trained_rule(), tmp_path / "r.nca")
-    _rewrite_metadata(path, lambda m: m.update(format_version=FORMAT_VERSION + 1))
+    rewrite_metadata(path, lambda m: m.update(format_version=FORMAT_VERSION + 1))
     with pytest.raises(NcaError, match="newer"):
         load_rule(path)
 
 
 def test_metadata_inconsistent_with_tensors_is_refused(tmp_path):
     path = save_rule(trained_rule(), tmp_path / "r.nca")
-    _rewrite_metadata(path, lambda m: m["arch"].update(width=25))
+    rewrite_metadata(path, lambda m: m["arch"].update(width=25))
     with pytest.raises(NcaError, match="do not match their checksum"):
         load_rule(path)
-    _rewrite_metadata(path, lambda m: m.pop("settings_sha256"))  # as in a file from ncaedit 0.1
+    rewrite_metadata(path, lambda m: m.pop("settings_sha256"))  # as in a file from ncaedit 0.1
     with pytest.raises(NcaError, match="architecture"):
         load_rule(path)
 

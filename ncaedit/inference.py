@@ -1,4 +1,4 @@
-"""The rollout without autograd: Rule.step_cells' arithmetic, in place and in cache-sized pieces.
+"""The rollout without autograd: Rule.step_cells' arithmetic (specified in reference.py), in place and in cache-sized pieces.
 
 Applying a rule is many steps over a large image; nearly all the time goes into the two matrix
 products per cell. This arranges the work so that a CPU runs them near its matrix-product speed
@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import torch
 
-from ncaedit.rule import firing
+from ncaedit.noise import firing
 
 BAND_CELLS = 4096  # cells per band on a CPU: ~2.7 MB of features and activations at width 96, about an L2 cache (best of 1k-16k measured)
 BAND_CELLS_GPU = 1 << 22
@@ -91,17 +91,10 @@ class _Band:
 
 
 def run_inplace(
-    rule,
-    state: torch.Tensor,
-    steps: int,
-    seed: int = 0,
-    top: int = 0,
-    left: int = 0,
-    first_step: int = 0,
-    skip_idle: bool | None = None,
-    threads: int | None = None,
+    rule, state: torch.Tensor, steps: int, seed: int = 0, top: int = 0, left: int = 0, first_step: int = 0,
+    skip_idle: bool | None = None, threads: int | None = None,
 ) -> torch.Tensor:
-    """rule.rollout without autograd. Returns the (B, C, H, W) result as a view of a channels-last
+    """rule.rollout without autograd (the way to apply a rule; reference.py specifies the step). Returns the (B, C, H, W) result as a view of a channels-last
     buffer. `skip_idle` leaves non-firing cells out of the products (default: on a CPU). `threads`
     worker threads share the bands (default: torch.get_num_threads()); with 1, torch's own intra-op
     threads split each op instead. Workers set torch's thread count, which is process-wide, and it is
@@ -132,7 +125,7 @@ def run_inplace(
     def work(worker: int, src: torch.Tensor, dst: torch.Tensor, step: int) -> None:
         with grad_mode():
             for image, r, n in bands[worker::threads]:
-                fires = firing(rule, seed, step, top + r, left, n, width, device=src.device)
+                fires = firing(cfg.fire_rate, seed, step, top + r, left, n, width, device=src.device)
                 workers[worker].run(src, dst, weights, image, r, n, fires, skip_idle)
 
     saved_threads = torch.get_num_threads()

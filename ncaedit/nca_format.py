@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from ncaedit import __version__
+from ncaedit.config import VERSION
 from ncaedit.errors import NcaError
 from ncaedit.limits import check_number
 from ncaedit.paths import free_name, read_limited, write_atomic
@@ -68,7 +68,7 @@ def save_rule(rule: Rule, path: str | Path, metadata: dict | None = None) -> Pat
     path = Path(path)
     tensors = {k: v.detach().to(torch.float32).contiguous().cpu() for k, v in rule.state_dict().items()}
     meta = {k: v for k, v in (metadata or {}).items() if k != "settings_sha256"}
-    meta.update(format=FORMAT, format_version=FORMAT_VERSION, ncaedit_version=__version__, arch=rule.arch(), tensor_sha256=_checksum(tensors))
+    meta.update(format=FORMAT, format_version=FORMAT_VERSION, ncaedit_version=VERSION, arch=rule.arch(), tensor_sha256=_checksum(tensors))
     _check_metadata(meta, path)  # never write a file that would be refused on reading
     meta["settings_sha256"] = _settings_checksum(meta)
     return write_atomic(path, save(tensors, metadata={"ncaedit": json.dumps(meta, sort_keys=True)}))
@@ -86,9 +86,9 @@ def save_rule_or_rescue(rule: Rule, path: str | Path, metadata: dict | None = No
         rescue = free_name(Path(tempfile.gettempdir()) / f"ncaedit-rescued-{Path(path).name}")
         try:
             save_rule(rule, rescue, metadata)
-        except NcaError:
-            raise NcaError(f"{exc}; the rule could not be written to {rescue} either") from None
-        raise NcaError(f"{exc}; the trained rule was saved to {rescue} instead") from None
+        except NcaError as again:
+            raise NcaError(f"{exc}; the rule could not be written to {rescue} either") from again
+        raise NcaError(f"{exc}; the trained rule was saved to {rescue} instead") from exc
 
 
 def read_metadata(path: str | Path) -> dict:
@@ -104,7 +104,7 @@ def load_rule(path: str | Path) -> RuleFile:
     try:
         tensors = load(data)
     except Exception as exc:
-        raise NcaError(f"{path}: corrupt rule file ({type(exc).__name__})") from None
+        raise NcaError(f"{path}: corrupt rule file ({type(exc).__name__})") from exc
     altered = f"{path}: rule file does not match its own architecture; it was altered or damaged"
     arch = meta.get("arch")
     stored = sum(t.numel() for t in tensors.values())
@@ -120,8 +120,8 @@ def load_rule(path: str | Path) -> RuleFile:
             raise NcaError(altered)
         rule = Rule(config)
         rule.load_state_dict({k: tensors[k] for k in shapes})
-    except (KeyError, TypeError, ValueError, RuntimeError, OverflowError, NcaError):
-        raise NcaError(altered) from None
+    except (KeyError, TypeError, ValueError, RuntimeError, OverflowError, NcaError) as exc:
+        raise NcaError(altered) from exc
     if _checksum(tensors) != meta.get("tensor_sha256"):
         raise NcaError(f"{path}: rule tensors do not match the checksum in the metadata; the file was altered or damaged")
     if not all(torch.isfinite(p).all() for p in rule.parameters()):
@@ -163,8 +163,8 @@ def _parse(path: Path) -> tuple[bytes, dict]:
     try:
         header = json.loads(data[8 : 8 + n])
         meta = json.loads(header["__metadata__"]["ncaedit"])
-    except _BAD_JSON:
-        raise NcaError(f"{not_rule} (no ncaedit metadata)") from None
+    except _BAD_JSON as exc:
+        raise NcaError(f"{not_rule} (no ncaedit metadata)") from exc
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise NcaError(not_rule)
     version = meta.get("format_version")
@@ -175,8 +175,8 @@ def _parse(path: Path) -> tuple[bytes, dict]:
     # Every tensor's byte range must lie inside the file: catches truncation before safetensors does.
     try:
         end = max(int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__")
-    except _BAD_JSON:
-        raise NcaError(f"{not_rule} (bad tensor table)") from None
+    except _BAD_JSON as exc:
+        raise NcaError(f"{not_rule} (bad tensor table)") from exc
     if 8 + n + end != len(data):
         raise NcaError(f"{path}: rule file is truncated or has trailing data")
     _check_metadata(meta, path)

@@ -1,4 +1,7 @@
-"""Small open_clip models for tests, written as a config .json plus a .safetensors checkpoint, so
+"""Helpers shared by the tests: small photos, tiny presets and rules, rule-file surgery, and small
+open_clip models.
+
+Small open_clip models are written as a config .json plus a .safetensors checkpoint, so
 `ncaedit prompt --clip-model CONFIG.json --clip-weights WEIGHTS.safetensors` loads them through the
 same open_clip code path as real CLIP weights. open_clip's tokenizer ships its vocabulary, so no
 download is involved anywhere.
@@ -13,9 +16,86 @@ download is involved anywhere.
 from __future__ import annotations
 
 import json
+import struct
 from pathlib import Path
 
+import numpy as np
 import torch
+from PIL import Image
+
+from ncaedit.rule import Rule, RuleConfig
+
+
+def smooth_photo(h: int = 48, w: int = 64, seed: int = 0) -> np.ndarray:
+    """A small photo-like image: smooth gradients plus a few shapes, float RGB in [0, 1]."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w] / max(h, w)
+    img = np.stack([0.3 + 0.5 * xx, 0.4 + 0.4 * yy, 0.6 - 0.3 * xx * yy], axis=2)
+    for _ in range(4):
+        cy, cx, r = rng.uniform(0, h), rng.uniform(0, w), rng.uniform(4, 10)
+        disk = (np.mgrid[0:h, 0:w][0] - cy) ** 2 + (np.mgrid[0:h, 0:w][1] - cx) ** 2 < r * r
+        img[disk] = rng.uniform(0.1, 0.9, 3)
+    return img.astype(np.float32)
+
+
+def stripes(h: int = 64, w: int = 64) -> np.ndarray:
+    """A colourful texture unlike smooth_photo: red/yellow diagonal stripes."""
+    yy, xx = np.mgrid[0:h, 0:w]
+    band = ((xx + yy) // 4) % 2 == 0
+    img = np.where(band[..., None], [0.95, 0.1, 0.1], [0.95, 0.85, 0.1])
+    return img.astype(np.float32)
+
+
+def write_rgb(path, arr: np.ndarray) -> str:
+    Image.fromarray((np.clip(arr, 0, 1) * 255).round().astype(np.uint8)).save(path)
+    return str(path)
+
+
+TINY_PRESET = """
+description = "test preset: seconds, not minutes"
+[rule]
+hidden_channels = 4
+width = 16
+[train]
+iterations = 4
+batch = 2
+crop = 24
+train_size = 64
+pool = 4
+steps_min = 3
+steps_max = 5
+grad_checkpoint_every = 2
+[loss]
+style_size = 48
+"""
+
+
+def random_rule(seed=0, **kw) -> Rule:
+    """A rule with random (not zero) weights, so that it changes what it runs on."""
+    torch.manual_seed(seed)
+    rule = Rule(RuleConfig(**kw))
+    with torch.no_grad():
+        for p in rule.parameters():
+            p.normal_(0, 0.3)
+    return rule
+
+
+def rewrite_metadata(path: Path, change) -> None:
+    """Edit a rule file's JSON metadata in place with `change(meta)`, leaving its tensors as they are."""
+    path.write_bytes(with_metadata(path.read_bytes(), change))
+
+
+def with_metadata(data: bytes, change) -> bytes:
+    """A rule file's bytes with its JSON metadata edited by `change(meta)`."""
+    (n,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8 : 8 + n])
+    meta = json.loads(header["__metadata__"]["ncaedit"])
+    change(meta)
+    header["__metadata__"]["ncaedit"] = json.dumps(meta)
+    raw = json.dumps(header).encode()
+    raw += b" " * (-len(raw) % 8)
+    return struct.pack("<Q", len(raw)) + raw + data[8 + n :]
+
 
 REDNESS_OFFSET = 0.3
 

@@ -1,0 +1,142 @@
+"""Every setting and default in one torch-free place: the command line imports it for its defaults
+and help, the library for its recipes.
+
+The recipe dataclasses' defaults are the `fast` preset (presets/fast.toml holds only its
+description); `balanced` and `quality` list the keys in which they differ. A test checks both.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from ncaedit.errors import NcaError
+
+VERSION = "0.1.0"  # the package version, recorded in every rule file
+
+DEFAULT_PRESET = "fast"
+DEFAULT_DEVICE = "auto"  # CUDA, then MPS, then the CPU (device.resolve_device), for every command
+DEFAULT_STEPS = 32  # steps to apply a rule whose metadata does not record its own (default_steps)
+DEFAULT_MAX_PIXELS = 200_000_000  # refuse decompression bombs above this many pixels
+DEFAULT_LOSS_NET = "auto"  # VGG19 when its weights can be had, else the offline random filters
+DEFAULT_SOURCE_PROMPT = "a photo"
+DEFAULT_CLIP_MODEL = "ViT-B-32"
+DEFAULT_CLIP_PRETRAINED = "laion2b_s34b_b79k"  # LAION's ViT-B-32: stronger zero-shot than OpenAI's, plain GELU
+CHECKPOINT_INTERVAL = 10  # training iterations between checkpoint files (--resume)
+
+PADDINGS = ("replicate", "reflect", "circular", "zeros")
+STYLE_DISTANCES = ("gram", "sw")
+LOSS_NETS = ("auto", "vgg19", "random")
+
+
+@dataclass
+class RuleConfig:
+    hidden_channels: int = 12
+    width: int = 48  # hidden units of the per-cell MLP
+    fire_rate: float = 0.5  # probability that a cell updates in a step
+    padding: str = "replicate"  # photos have edges: replicate, not circular (no left/right bleed)
+
+    @property
+    def channels(self) -> int:
+        return 6 + self.hidden_channels
+
+    def validate(self) -> None:
+        if self.hidden_channels < 0 or self.width < 1:
+            raise NcaError("rule: hidden_channels must be >= 0 and width >= 1")
+        if not 0 < self.fire_rate <= 1:
+            raise NcaError("rule: fire_rate must be in (0, 1]")
+        if self.padding not in PADDINGS:
+            raise NcaError(f"rule: padding must be one of {', '.join(PADDINGS)}")
+
+
+@dataclass
+class TrainConfig:
+    iterations: int = 150
+    batch: int = 2
+    crop: int = 80  # side of the square training crops
+    train_size: int = 256  # photos are resized so their longer side is this before cropping
+    pool: int = 32
+    steps_min: int = 12
+    steps_max: int = 24
+    fresh_per_batch: int = 1  # fresh crops injected into every batch
+    lr: float = 3e-3
+    lr_decay_at: tuple[float, ...] = (0.5, 0.8)  # fractions of the run where the LR is multiplied by lr_decay
+    lr_decay: float = 0.3
+    grad_checkpoint_every: int = 0  # rollout steps per gradient-checkpoint segment (activations recomputed); 0 keeps all
+    seed: int = 0
+
+    def validate(self) -> None:
+        if self.iterations < 1 or self.batch < 1 or self.pool < self.batch:
+            raise NcaError("train: iterations and batch must be >= 1 and pool >= batch")
+        if self.crop < 16 or self.train_size < self.crop:
+            raise NcaError("train: crop must be >= 16 and train_size >= crop")
+        if not 1 <= self.steps_min <= self.steps_max:
+            raise NcaError("train: need 1 <= steps_min <= steps_max")
+        if not 0 <= self.fresh_per_batch <= self.batch:
+            raise NcaError("train: fresh_per_batch must be between 0 and batch")
+        if not 0 < self.lr < math.inf or self.grad_checkpoint_every < 0:
+            raise NcaError("train: lr must be a finite number > 0 and grad_checkpoint_every >= 0")
+        if not 0 <= self.seed < 2**63:
+            raise NcaError("train: seed must be between 0 and 2**63 - 1")
+
+
+RENAMED_KEYS = {"train.checkpoint_every": "grad_checkpoint_every"}  # older preset key -> its name now
+
+
+@dataclass
+class StyleLossConfig:
+    style_distance: str = "gram"  # "gram" or "sw" (sliced Wasserstein)
+    style_weight: float = 1.0
+    content_weight: float = 0.3
+    colour_weight: float = 10.0  # colour distances relative to the style's are small numbers
+    overflow_weight: float = 10.0
+    style_size: int = 256  # the style image's longer side when its features are taken
+    projections: int = 32  # random directions per layer for "sw"
+
+    def validate(self) -> None:
+        if self.style_distance not in STYLE_DISTANCES:
+            raise NcaError(f"style_distance must be one of {', '.join(STYLE_DISTANCES)}")
+        if min(self.style_weight, self.content_weight, self.colour_weight, self.overflow_weight) < 0:
+            raise NcaError("loss weights must be >= 0")
+        if self.style_size < 16:
+            raise NcaError("style_size must be at least 16 pixels")
+
+
+@dataclass
+class ViewConfig:
+    cutouts: int = 4  # views per image
+    cut_min: float = 0.5  # smallest view side, as a fraction of the image's shorter side
+    perspective: float = 0.2  # random corner displacement, as a fraction of the view's half side
+    flip: bool = True  # mirror half of the views
+    jitter: float = 0.05  # brightness, contrast and saturation change by up to this fraction
+
+
+@dataclass
+class PromptLossConfig(ViewConfig):
+    cutouts: int = 2  # the `fast` prompt preset: each view costs a CLIP pass forward and back
+    cut_min: float = 0.6
+    templates: bool = True  # average each prompt's embedding over phrasings (prompts.TEMPLATES)
+    prompt_weight: float = 1.0
+    direction_weight: float = 1.0
+    patch_weight: float = 1.0
+    patch_threshold: float = 0.7
+    content_weight: float = 1.0
+    tv_weight: float = 0.1
+    overflow_weight: float = 10.0
+    aesthetic_weight: float = 0.5  # used only with an aesthetic target
+
+    def validate(self) -> None:
+        weights = (self.prompt_weight, self.direction_weight, self.patch_weight, self.content_weight, self.tv_weight, self.overflow_weight, self.aesthetic_weight)
+        if min(weights) < 0:
+            raise NcaError("loss weights must be >= 0")
+        if self.cutouts < 1:
+            raise NcaError("cutouts must be at least 1")
+        if not 0 < self.cut_min <= 1:
+            raise NcaError("cut_min must be in (0, 1]")
+        if not 0 <= self.perspective <= 0.5 or not 0 <= self.jitter < 1:
+            raise NcaError("perspective must be in [0, 0.5] and jitter in [0, 1)")
+        if not 0 <= self.patch_threshold < 2:
+            raise NcaError("patch_threshold must be in [0, 2)")
+
+
+LOSS_CONFIGS = {"style": StyleLossConfig, "prompt": PromptLossConfig}  # mode -> what its [loss] table holds
