@@ -38,7 +38,7 @@ class AestheticHead(nn.Module):
 def aesthetic_head_file(clip_name: str, path: Path | None = None) -> Path:
     """`path` if it exists, else LAION's head for the `clip_name` architecture, from the cache or downloaded."""
     if path is not None:
-        return check_regular(path, "an aesthetic head file", "no such file (--aesthetic-weights)")
+        return check_regular(path, "an aesthetic head file", param="aesthetic_weights")
     name = HEAD_FILES.get(clip_name.removesuffix("-quickgelu"))
     if name is None:
         raise NcaError(f"no published aesthetic head for CLIP {clip_name} (known: {', '.join(HEAD_FILES)}); pass --aesthetic-weights PATH")

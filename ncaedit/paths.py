@@ -51,10 +51,16 @@ def open_regular(path: str | Path, expected: str = "a file", missing: str = "no 
     return fh
 
 
-def check_regular(path: str | Path, expected: str = "a file", missing: str = "no such file") -> Path:
+def check_regular(path: str | Path, expected: str = "a file", missing: str = "no such file", param: str | None = None) -> Path:
     """`path`, after checking that it is a readable regular file (open_regular), for readers that
-    take a file name (PyAV, safetensors, torch.load)."""
-    open_regular(path, expected, missing).close()
+    take a file name (PyAV, safetensors, torch.load). `param`: the parameter that gave the path, named
+    by the error (NcaError.param)."""
+    try:
+        open_regular(path, expected, missing).close()
+    except NcaError as exc:
+        if param is None:
+            raise
+        raise NcaError(str(exc), param=param) from exc
     return Path(path)
 
 

@@ -38,7 +38,7 @@ def read_state_dict(path: Path, what: str) -> dict:
     which refuses anything but plain tensors."""
     import torch
 
-    check_regular(path, f"a {what}")
+    check_regular(path, what)
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file

@@ -169,7 +169,7 @@ CASES = {
     "unknown command": (["paint", "{photo}"], "No such command 'paint'"),
     "train-on is a file": (STYLE + ["--train-on", "{photo}"], "not a folder"),
     "train-on has no images": (STYLE + ["--train-on", "{dir}/empty_folder"], "no images found"),
-    "vgg weights missing": (STYLE + ["--vgg-weights", "{dir}/vgg.pth"], "no such file (--vgg-weights)"),
+    "vgg weights missing": (STYLE + ["--vgg-weights", "{dir}/vgg.pth"], "--vgg-weights"),
     "resume without a checkpoint": (STYLE + ["--resume"], "no checkpoint"),
     "apply zero steps": (APPLY + ["--steps", "0"], "--steps must be a whole number from 1"),
     "apply negative steps": (APPLY + ["--steps", "-2"], "--steps must be a whole number from 1"),
