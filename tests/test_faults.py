@@ -219,7 +219,7 @@ class _Console:
     def __init__(self):
         self.lines = []
 
-    def print(self, text):
+    def print(self, text, **options):
         self.lines.append(str(text))
 
 
