@@ -61,6 +61,7 @@ class Rule:
         self.network = network
         self.metadata = dict(metadata or {})
         self.name = name  # the file's stem: part of default output names
+        self.path: Path | None = None  # the file it was loaded from, which no output may replace
 
     @classmethod
     def load(cls, path: str | Path) -> Rule:
@@ -68,7 +69,9 @@ class Rule:
         from ncaedit.nca_format import load_rule
 
         loaded = load_rule(path)
-        return cls(loaded.rule, loaded.metadata, Path(path).stem)
+        rule = cls(loaded.rule, loaded.metadata, Path(path).stem)
+        rule.path = Path(path)
+        return rule
 
     def save(self, path: str | Path) -> Path:
         """Write the rule to `path` (.nca) atomically: a crash never leaves a half-written file."""
@@ -338,12 +341,11 @@ def apply_files(
     from ncaedit.batch import Settings, plan_batch, run_batch
     from ncaedit.device import resolve_device, tile_parallelism
 
-    rule_path = Path(rule) if isinstance(rule, (str, Path)) else None
-    rule = Rule.load(rule_path) if rule_path else rule
+    rule = Rule.load(rule) if isinstance(rule, (str, Path)) else rule
     steps = rule.default_steps if steps is None else steps
     check_apply_options(steps, mask)
     device = resolve_device(device)
-    items = plan_batch([str(i) for i in inputs], None if out is None else Path(out), rule.name, fmt, recursive, [rule_path, mask])
+    items = plan_batch([str(i) for i in inputs], None if out is None else Path(out), rule.name, fmt, recursive, [rule.path, mask])
     if on_start:
         on_start(items)
     summary, started = BatchSummary(), time.perf_counter()
