@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from ncaedit.errors import NcaError
+from ncaedit.paths import check_regular
 from ncaedit.weights import cached_or_download, read_state_dict
 
 AESTHETIC_URL = "https://github.com/LAION-AI/aesthetic-predictor/raw/main/{}"
@@ -37,9 +38,7 @@ class AestheticHead(nn.Module):
 def aesthetic_head_file(clip_name: str, path: Path | None = None) -> Path:
     """`path` if it exists, else LAION's head for the `clip_name` architecture, from the cache or downloaded."""
     if path is not None:
-        if not path.is_file():
-            raise NcaError(f"--aesthetic-weights {path}: no such file")
-        return path
+        return check_regular(path, "an aesthetic head file", param="aesthetic_weights")
     name = HEAD_FILES.get(clip_name.removesuffix("-quickgelu"))
     if name is None:
         raise NcaError(f"no published aesthetic head for CLIP {clip_name} (known: {', '.join(HEAD_FILES)}); pass --aesthetic-weights PATH")

@@ -27,6 +27,7 @@ from ncaedit.config import (
     DEFAULT_STEPS,
 )
 from ncaedit.errors import NcaError
+from ncaedit.limits import checked
 from ncaedit.modes import Mode
 
 
@@ -83,6 +84,7 @@ class Rule:
         """Steps `apply` runs by default: the longest rollout the rule was trained on."""
         return int(self.metadata.get("default_steps", DEFAULT_STEPS))
 
+    @checked
     def apply(
         self,
         image: Any,
@@ -105,7 +107,7 @@ class Rule:
         from ncaedit.image_types import convert
 
         steps = self.default_steps if steps is None else steps
-        check_apply_options(steps, strength, tile)
+        check_apply_options(steps)
         given = convert(image, keep_samples=True)
         device = resolve_device(device)
         edited = []
@@ -231,6 +233,7 @@ def _train_rule(photo, mode: Mode, preset: str, device: str, callback: Callback 
     return training.rule
 
 
+@checked
 def train_style(
     photo: Any,
     style: Any,
@@ -257,6 +260,7 @@ def train_style(
     return _train_rule(photo, mode, preset, device, callback, train_on, overrides | {"seed": seed})
 
 
+@checked
 def train_prompt(
     photo: Any,
     prompt: str,
@@ -305,6 +309,7 @@ class BatchSummary:
         return self.done + self.skipped + self.failed
 
 
+@checked
 def apply_files(
     rule: Rule | str | Path,
     inputs: Sequence[str | Path],
@@ -338,7 +343,7 @@ def apply_files(
 
     rule = Rule.load(rule) if isinstance(rule, (str, Path)) else rule
     steps = rule.default_steps if steps is None else steps
-    check_apply_options(steps, strength, tile, feather, mask)
+    check_apply_options(steps, mask)
     device = resolve_device(device)
     items = plan_batch([str(i) for i in inputs], None if out is None else Path(out), rule.name, fmt, recursive, [rule.path, mask])
     if on_start:

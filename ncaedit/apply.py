@@ -8,24 +8,21 @@ from typing import Callable
 
 import numpy as np
 
-from ncaedit.errors import NcaError
 from ncaedit.image import Photo, to_float, to_samples
 from ncaedit.rule import Rule
 from ncaedit.tiling import edit_tiles
 
 
-def check_apply_options(steps: int, strength: float, tile: int | None, feather: float = 0.0, mask: Path | str | None = None) -> None:
-    """Refuse option values that cannot work, before any photo is read."""
-    if steps < 1:
-        raise NcaError("must be at least 1", param="steps")
-    if not 0 <= strength <= 1:
-        raise NcaError("must be between 0 and 1", param="strength")
-    if tile is not None and tile < 16:
-        raise NcaError("must be at least 16 pixels", param="tile")
-    if feather < 0:
-        raise NcaError("must be 0 or more", param="feather")
-    if mask is not None and not Path(mask).is_file():
-        raise NcaError(f"{mask}: no such file", param="mask")
+def check_apply_options(steps: int, mask: Path | str | None = None) -> None:
+    """Refuse, before any photo is read, steps out of bounds (the rule's default included: the other
+    numbers are checked by limits.checked on the caller) and a mask file that cannot be decoded."""
+    from ncaedit.image import MIN_SIDE
+    from ncaedit.limits import check_number
+    from ncaedit.mask import load_mask
+
+    check_number("steps", steps)
+    if mask is not None:
+        load_mask(Path(mask), (MIN_SIDE, MIN_SIDE))  # decoded without feathering: cheap, and an unreadable mask fails here
 
 
 def blend(source: np.ndarray, edited: np.ndarray, strength: float = 1.0, mask: np.ndarray | None = None) -> np.ndarray:

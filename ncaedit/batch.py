@@ -19,6 +19,7 @@ from typing import Callable, Iterator
 
 from ncaedit.errors import NcaError
 from ncaedit.image import READ_SUFFIXES, WRITE_SUFFIXES
+from ncaedit.paths import check_regular, check_writable_folder
 from ncaedit.video import VIDEO_SUFFIXES
 
 FORMATS = ("png", "jpg", "jpeg", "webp", "tif", "tiff")
@@ -41,6 +42,12 @@ class Outcome:
     status: str  # "done", "skipped" or "failed"
     detail: str = ""  # why it was skipped or failed; what was measured when done
 
+    @property
+    def message(self) -> str:
+        """The detail, naming the input file."""
+        source = str(self.item.source)
+        return self.detail if self.detail.startswith(source) else f"{source}: {self.detail}"
+
 
 @dataclass
 class Settings:
@@ -57,8 +64,35 @@ class Settings:
     max_pixels: int | None = None  # refuse bigger photos (image.DEFAULT_MAX_PIXELS when None)
 
 
+OUTPUT_EXISTS = "output exists (--overwrite redoes it)"
+
+
 def _wanted(path: Path) -> bool:
-    return path.is_file() and not path.name.startswith(".") and path.suffix.lower() in READ_SUFFIXES | VIDEO_SUFFIXES
+    """An image or video by its name. Not only regular files: a FIFO or device named like a photo is
+    taken, so that it is reported as a failure (paths.open_regular says why) instead of ignored."""
+    return not path.is_dir() and not path.name.startswith(".") and path.suffix.lower() in READ_SUFFIXES | VIDEO_SUFFIXES
+
+
+def _folder_entries(folder: Path, recursive: bool) -> tuple[list[Path], list[Path]]:
+    """The files of `folder` (`recursive`: and of its subfolders, symlinked ones not followed), and
+    the subfolders that cannot be listed: run_batch reports those as failures rather than skip them."""
+    if not recursive:
+        return sorted(p for p in folder.iterdir() if not p.is_dir()), []
+    files, unreadable = [], []
+    for top, _, names in os.walk(folder, onerror=unreadable.append):
+        files += [Path(top, name) for name in names]
+    unreadable = [Path(exc.filename) for exc in unreadable]
+    if folder in unreadable:
+        raise _unreadable_error(folder)
+    return sorted(files), sorted(unreadable)
+
+
+def _unreadable_error(folder: Path) -> OSError:
+    try:
+        os.scandir(folder).close()
+    except OSError as exc:
+        return exc
+    return PermissionError(13, "could not be listed when the batch started", str(folder))
 
 
 def _visible(path: Path, folder: Path) -> bool:
@@ -70,23 +104,31 @@ def _inside(path: Path, folder: Path) -> bool:
     return path == folder or folder in path.parents
 
 
+def _real(path: Path) -> Path:
+    return Path(os.path.realpath(path))
+
+
 def find_inputs(args: list[str], recursive: bool, out_dir: Path | None = None) -> list[tuple[Path, Path]]:
     """(file, root) for every input, in a stable order: a file named directly, every image or video in
     a folder (`recursive`: and below), or the matches of a glob. The root is the folder the output
-    mirrors from. Files inside `out_dir` are never inputs, so results are not fed back on a rerun."""
-    out_abs = Path(os.path.abspath(out_dir)) if out_dir else None
+    mirrors from. Paths are compared after following links. Files inside `out_dir` where it lies in a
+    scanned folder are never inputs, so results are not fed back on a rerun. A name given twice is
+    taken once; two names of one file (a link and its target) are both kept, and run_batch edits it
+    once and says so."""
+    out_real = _real(out_dir) if out_dir else None
     found: list[tuple[Path, Path]] = []
     for arg in args:
         path = Path(arg)
         if path.is_dir():
-            if out_abs and Path(os.path.abspath(path)) == out_abs:
-                raise NcaError(f"{arg}: the input folder is also --out; choose a separate output folder")
+            if out_real and _real(path) == out_real:
+                raise NcaError(f"{arg}: the input folder is also --out {out_dir} (after following links); choose a separate output folder")
             try:
-                files = sorted(path.rglob("*") if recursive else path.iterdir())
+                files, unreadable = _folder_entries(path, recursive)
             except OSError as exc:
                 raise NcaError(f"{arg}: cannot list the folder ({exc.strerror})") from exc
-            found += [(f, path) for f in files if _wanted(f) and _visible(f, path)]
-        elif path.exists():
+            found += [(f, path) for f in sorted(files + unreadable) if _visible(f, path) and (_wanted(f) or f in unreadable)]
+        elif path.exists() or path.is_symlink():
+            check_regular(path, "an image or video")  # named directly: a FIFO or device is a bad argument
             found.append((path, path.parent))
         elif glob.has_magic(arg):
             matches = sorted(Path(m) for m in glob.glob(arg, recursive=recursive))
@@ -97,12 +139,14 @@ def find_inputs(args: list[str], recursive: bool, out_dir: Path | None = None) -
             raise NcaError(f"{arg}: no such file or folder")
     seen, unique = set(), []
     for f, root in found:
-        key = os.path.realpath(f)
-        if key not in seen and not (out_abs and _inside(Path(os.path.abspath(f)), out_abs)):
+        key = os.path.abspath(f)
+        fed_back = out_real is not None and _inside(_real(f), out_real) and _real(root) in out_real.parents
+        if key not in seen and not fed_back:
             seen.add(key)
             unique.append((f, root))
     if not unique:
-        raise NcaError(f"no images or videos found in {' '.join(args)}")
+        where = f" (files inside --out {out_dir} are outputs, not inputs)" if found else ""
+        raise NcaError(f"no images or videos found in {' '.join(args)}{where}")
     return unique
 
 
@@ -142,7 +186,14 @@ def plan_outputs(inputs: list[tuple[Path, Path]], out_dir: Path, fmt: str | None
             names[i] = r.with_name(f"{r.stem}-{r.suffix.lstrip('.').lower()}{names[i].suffix}")
     if len({str(n).lower() for n in names}) != len(names):
         raise NcaError("two inputs would get the same output name; rename one of them")
-    return [Item(f, out_dir / n) for (f, _), n in zip(inputs, names)]
+    items = [Item(f, out_dir / n) for (f, _), n in zip(inputs, names)]
+    for item in items:  # --out the inputs' own folder, also through a link: a rerun would edit the edits
+        if _real(item.out.parent) == _real(item.source.parent):
+            raise NcaError(
+                f"--out {out_dir}: would put the output of {item.source} in its own folder (after following links), "
+                "among the inputs and named like them; choose a separate output folder"
+            )
+    return items
 
 
 def plan_batch(inputs: list[str], out: Path | None, rule_name: str, fmt: str | None, recursive: bool, protect: list) -> list[Item]:
@@ -153,11 +204,13 @@ def plan_batch(inputs: list[str], out: Path | None, rule_name: str, fmt: str | N
     from ncaedit.paths import check_output, free_name
 
     single = Path(inputs[0])
-    if len(inputs) == 1 and not glob.has_magic(inputs[0]):
-        if not single.exists():
-            raise NcaError(f"{single}: no such file")
-        if single.is_dir() and out is None:
-            raise NcaError(f"{single}: is a folder; give an output folder with --out DIR")
+    if len(inputs) == 1 and (single.exists() or single.is_symlink() or not glob.glob(inputs[0], recursive=recursive)):
+        if single.is_dir():
+            if out is None:
+                raise NcaError(f"{single}: is a folder; give an output folder with --out DIR")
+        else:  # one file, named as is (a name may hold *?[ )
+            missing = "no such file" if single.is_symlink() or not glob.has_magic(inputs[0]) else "no such file, and no files match it"
+            check_regular(single, "an image or video", missing)
     if len(inputs) == 1 and single.is_file() and (out is None or (out.suffix and not out.is_dir())):
         target = out or free_name(single.with_name(f"{single.stem}-{rule_name}{output_suffix(single, fmt)}"))
         writable = {".mp4"} if Item(single, target).is_video else WRITE_SUFFIXES
@@ -170,6 +223,10 @@ def plan_batch(inputs: list[str], out: Path | None, rule_name: str, fmt: str | N
     if (out.exists() and not out.is_dir()) or out.suffix.lower() in WRITE_SUFFIXES | VIDEO_SUFFIXES:
         raise NcaError(f"{out}: several inputs or a folder need an output folder, not a file", param="out")
     items = plan_outputs(find_inputs(inputs, recursive, out), out, fmt)
+    try:  # before any work, and before making it
+        check_writable_folder(out, f"{out}: folder")
+    except NcaError as exc:
+        raise NcaError(str(exc), param="out") from exc
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -203,10 +260,13 @@ def _save(photo, out: Path) -> None:
 
 
 def _edit_video(rule, item: Item, settings: Settings, on_file, on_progress) -> str:
+    from ncaedit.image import check_image_size
     from ncaedit.video import apply_video, probe_video
 
+    info = probe_video(item.source)
+    check_image_size(info.width, info.height, settings.max_pixels, item.source)  # frames follow the rules of photos
     if on_file:
-        on_file(item, probe_video(item.source).frames or None)
+        on_file(item, info.frames or None)
     item.out.parent.mkdir(parents=True, exist_ok=True)
     s = settings
     result = apply_video(
@@ -219,13 +279,21 @@ def _edit_video(rule, item: Item, settings: Settings, on_file, on_progress) -> s
 def _not_to_do(items: list[Item], overwrite: bool, todo: list[Item]) -> Iterator[Outcome]:
     """Outcomes for the items that must not or need not run; the others are appended to `todo`."""
     inputs = {os.path.realpath(i.source) for i in items}
+    first_of: dict[str, Item] = {}
     for item in items:
-        if os.path.realpath(item.out) in inputs:
+        real = os.path.realpath(item.source)
+        if item.source.is_dir():  # a subfolder that could not be listed (find_inputs)
+            yield Outcome(item, "failed", f"cannot list this folder ({_unreadable_error(item.source).strerror}); the files in it were not edited")
+        elif real in first_of:
+            first = first_of[real]
+            yield Outcome(item, "skipped", f"the same file as {first.source} (a link); edited once, into {first.out}")
+        elif os.path.realpath(item.out) in inputs:
             yield Outcome(item, "failed", "the output would overwrite an input")
         elif item.out.exists() and not overwrite:
-            yield Outcome(item, "skipped", "output exists (--overwrite redoes it)")
+            yield Outcome(item, "skipped", OUTPUT_EXISTS)
         else:
             todo.append(item)
+        first_of.setdefault(real, item)
 
 
 def run_batch(

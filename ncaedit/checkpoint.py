@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from ncaedit.errors import NcaError
-from ncaedit.paths import write_atomic
+from ncaedit.paths import check_regular, write_atomic
 
 FORMAT = "ncaedit-checkpoint"
 FORMAT_VERSION = 1
@@ -76,9 +76,7 @@ def save_checkpoint(path: str | Path, ck: Checkpoint) -> Path:
 def load_checkpoint(path: str | Path) -> Checkpoint:
     from safetensors import safe_open
 
-    path = Path(path)
-    if not path.is_file():
-        raise NcaError(f"{path}: no checkpoint to resume from (run without --resume to start over)")
+    path = check_regular(path, "a checkpoint", "no checkpoint to resume from (run without --resume to start over)")
     damaged = f"{path}: checkpoint is damaged; delete it and run without --resume to start over"
     try:
         with safe_open(str(path), framework="pt") as f:

@@ -21,6 +21,7 @@ from torch import nn
 
 from ncaedit.config import DEFAULT_CLIP_MODEL, DEFAULT_CLIP_PRETRAINED
 from ncaedit.errors import NcaError
+from ncaedit.paths import check_regular
 from ncaedit.weights import cached_or_download
 
 _SCHEMAS = ("hf-hub:", "local-dir:")
@@ -95,8 +96,7 @@ def load_clip(spec: ClipSpec, device: str = "cpu") -> ClipGuidance:
             raise NcaError(f"--clip-model {spec.model} brings its own weights; leave out --clip-weights and --pretrained")
         checkpoint, source = None, {"clip_pretrained": spec.model}
     elif spec.weights is not None:
-        if not spec.weights.is_file():
-            raise NcaError(f"--clip-weights {spec.weights}: no such file")
+        check_regular(spec.weights, "a CLIP checkpoint file", param="clip_weights")
         if tag and not tag_cfg:
             raise NcaError(f"--pretrained {tag}: not a known tag for {name} ({_tags(name)}); leave it out to load --clip-weights as is")
         checkpoint, source = str(spec.weights), {"clip_weights": spec.weights.name, "clip_pretrained": tag}

@@ -22,7 +22,7 @@ import numpy as np
 
 from ncaedit.config import DEFAULT_MAX_PIXELS
 from ncaedit.errors import NcaError
-from ncaedit.paths import write_atomic
+from ncaedit.paths import open_regular, write_atomic
 from ncaedit.png16 import png_bit_depth, png_size, read_png16, write_png16
 
 READ_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp"}
@@ -79,32 +79,37 @@ def load_image(path: str | Path, max_pixels: int | None = None, keep_samples: bo
     With `keep_samples`, the photo keeps the file's uint8/uint16 samples (see `to_float`).
     """
     path, max_pixels = Path(path), max_pixels or DEFAULT_MAX_PIXELS
-    if not path.exists():
-        raise NcaError(f"{path}: no such file")
-    if path.is_dir():
-        raise NcaError(f"{path}: is a folder, expected an image file")
-    try:
-        with path.open("rb") as fh:
+    with open_regular(path, "an image file") as fh:  # the decoders read from this file: no device, no FIFO
+        try:
             head = fh.read(26)
-    except OSError as exc:
-        raise NcaError(f"{path}: cannot read ({exc.strerror})") from exc
-    if not head:
-        raise NcaError(f"{path}: file is empty")
+            fh.seek(0)
+        except OSError as exc:
+            raise NcaError(f"{path}: cannot read ({exc.strerror})") from exc
+        if not head:
+            raise NcaError(f"{path}: file is empty")
+        photo = _decode(fh, head, path, max_pixels)
+    h, w = photo.rgb.shape[:2]
+    _check_size(w, h, max_pixels, path)
+    return photo if keep_samples else photo.as_float()
+
+
+def _decode(fh, head: bytes, path: Path, max_pixels: int) -> Photo:
     try:
         if head[:4] in (b"II*\x00", b"MM\x00*"):
-            photo = _load_tiff(path, max_pixels)
-        elif png_bit_depth(head) == 16:
+            return _load_tiff(fh, max_pixels)
+        if png_bit_depth(head) == 16:
             _check_size(*png_size(head), max_pixels)
-            photo = _from_array(read_png16(path.read_bytes()))
-        else:
-            photo = _load_pillow(path, max_pixels)
+            return _from_array(read_png16(fh.read()))
+        return _load_pillow(fh, max_pixels)
     except NcaError as exc:
         raise NcaError(f"{path}: {exc}") from exc
     except MemoryError as exc:
         raise NcaError(f"{path}: not enough memory to decode this image; try a smaller one") from exc
-    h, w = photo.rgb.shape[:2]
-    _check_size(w, h, max_pixels, path)
-    return photo if keep_samples else photo.as_float()
+
+
+def check_image_size(width: int, height: int, max_pixels: int | None = None, path: Path | None = None) -> None:
+    """Refuse a size above `max_pixels` (None: DEFAULT_MAX_PIXELS) or with a side under MIN_SIDE."""
+    _check_size(width, height, max_pixels or DEFAULT_MAX_PIXELS, path)
 
 
 def _check_size(width: int, height: int, max_pixels: int, path: Path | None = None) -> None:
@@ -152,7 +157,8 @@ def _quiet_c_stderr():
         os.close(saved)
 
 
-def _load_pillow(path: Path, max_pixels: int, tiff: bool = False) -> Photo:
+def _load_pillow(path, max_pixels: int, tiff: bool = False) -> Photo:
+    """`path`: a file name or an open binary file."""
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     try:
@@ -188,7 +194,8 @@ def _load_pillow(path: Path, max_pixels: int, tiff: bool = False) -> Photo:
 _TIFFFILE_PHOTOMETRICS = ("MINISBLACK", "RGB")  # read directly; others (CMYK, palette, white-is-zero, Lab) via Pillow
 
 
-def _load_tiff(path: Path, max_pixels: int) -> Photo:
+def _load_tiff(path, max_pixels: int) -> Photo:
+    """`path`: a file name or an open binary file (left open)."""
     import tifffile
 
     try:

@@ -21,6 +21,7 @@ from torch import nn
 
 from ncaedit.config import DEFAULT_LOSS_NET, LOSS_NETS
 from ncaedit.errors import NcaError
+from ncaedit.paths import check_regular
 from ncaedit.weights import cached_or_download, read_state_dict
 
 VGG19_URL = "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth"
@@ -139,7 +140,7 @@ def load_loss_net(kind: str = DEFAULT_LOSS_NET, vgg_weights: str | Path | None =
 
 def _vgg19_state_dict(path: str | Path | None) -> dict:
     if path is not None:
-        return read_state_dict(Path(path), "VGG weights file")
+        return read_state_dict(check_regular(path, "a VGG weights file", param="vgg_weights"), "VGG weights file")
     cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(VGG19_URL).name
 
     def download() -> Path:

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from ncaedit.errors import NcaError
+from ncaedit.paths import open_regular
 
 
 def load_mask(path: Path, size: tuple[int, int], feather: float = 0.0) -> np.ndarray:
@@ -15,10 +16,10 @@ def load_mask(path: Path, size: tuple[int, int], feather: float = 0.0) -> np.nda
     from PIL import Image, ImageOps
 
     try:
-        with Image.open(path) as img:
+        with open_regular(path, "an image file") as fh, Image.open(fh) as img:
             img = ImageOps.exif_transpose(img).convert("L")
-    except FileNotFoundError as exc:
-        raise NcaError(f"{path}: no such file", param="mask") from exc
+    except NcaError as exc:
+        raise NcaError(str(exc), param="mask") from exc
     except Exception as exc:  # Pillow raises many types for broken files
         raise NcaError(f"{path}: not a readable image ({type(exc).__name__})", param="mask") from exc
     return _fit(img, size, feather)

@@ -25,6 +25,10 @@ from ncaedit.config import (
     TrainConfig,
 )
 from ncaedit.errors import NcaError
+from ncaedit.limits import BOUNDS, check_number
+from ncaedit.paths import read_limited
+
+MAX_PRESET_BYTES = 1 << 20  # presets are a few hundred bytes
 
 
 @dataclass
@@ -65,10 +69,8 @@ def load_recipe(preset: str = DEFAULT_PRESET, overrides: dict[str, dict[str, Any
         path = next((c for c in candidates if c.is_file()), candidates[-1])
         if not path.is_file():
             raise NcaError(unknown)
-    elif not path.is_file():
-        raise NcaError(f"preset file {path} does not exist")
     try:
-        data = tomllib.loads(path.read_text())
+        data = tomllib.loads(read_limited(path, MAX_PRESET_BYTES, "a preset (.toml)", "preset file does not exist").decode())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise NcaError(f"preset {path.name}: not valid TOML ({exc})") from exc
     file_mode = data.pop("mode", "style")
@@ -125,4 +127,6 @@ def _set(recipe: Recipe, section: str, values: dict, where: str) -> None:
             raise NcaError(f"{where}: {section}.{key} must be {type(current).__name__}, got {value!r}")
         if any(isinstance(v, float) and not math.isfinite(v) for v in (value if isinstance(value, tuple) else (value,))):
             raise NcaError(f"{where}: {section}.{key} must be a finite number, got {value!r}")
+        if key in BOUNDS:
+            check_number(key, value, f"{where}: {section}.{key}")
         setattr(part, key, value)

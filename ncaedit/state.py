@@ -39,6 +39,21 @@ def make_state(rgb: torch.Tensor, hidden_channels: int, seed: int = 0, top: int 
     return torch.cat([colour, colour, hidden.to(rgb.dtype).expand(b, -1, -1, -1)], dim=1)
 
 
+def require_finite(state: torch.Tensor, steps: int) -> None:
+    """Refuse a state that went infinite or NaN: an unstable rule (finite but huge weights) would
+    otherwise come out as a silently black or saturated image. Checked once per tile or frame, not
+    per step (non-finite values never become finite again), and as one sum, which is non-finite when
+    any value is (or when values are past 1e30, a state as broken): a sequential read, several times
+    cheaper than an element-wise test of the channels-last state."""
+    if not torch.isfinite(state.sum()):
+        from ncaedit.errors import NcaError
+
+        raise NcaError(
+            f"the rule's cell state became infinite or NaN within {steps} steps: the rule is unstable "
+            "(its weights are far too large), so nothing was written; use another rule"
+        )
+
+
 def working_rgb(state: torch.Tensor) -> torch.Tensor:
     """The edited image in [0, 1], shape (B, 3, H, W)."""
     return ((state[:, WORKING] + 1) * 0.5).clamp(0, 1)

@@ -23,7 +23,7 @@ import torch
 from ncaedit.image import to_float
 from ncaedit.inference import run_inplace
 from ncaedit.rule import Rule
-from ncaedit.state import HIDDEN, make_state, working_rgb
+from ncaedit.state import HIDDEN, make_state, require_finite, working_rgb
 
 # By default the tiles being run at one time cover at most RUN_PIXELS pixels, halos included (a few
 # hundred MB of working memory for an 18-channel rule), and a tile's core is never below MIN_TILE, so
@@ -114,6 +114,7 @@ def edit_tiles(
             if on_steps:
                 on_steps(n * t.core.area / (height * width))
         core = state[(slice(None), slice(None), *t.core_in_run())]
+        require_finite(core, steps)
         return t, working_rgb(core)[0].permute(1, 2, 0).cpu().numpy(), core[0, HIDDEN].permute(1, 2, 0).cpu().numpy()
 
     tiles = plan_tiles(height, width, tile or default_tile(steps, workers), halo=steps)

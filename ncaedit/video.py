@@ -22,7 +22,7 @@ import numpy as np
 
 from ncaedit.errors import NcaError
 from ncaedit.image import to_samples
-from ncaedit.paths import atomic_output
+from ncaedit.paths import atomic_output, check_regular
 
 VIDEO_SUFFIXES = {".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi"}
 DEFAULT_FPS = Fraction(25)
@@ -47,6 +47,7 @@ def _av():
 
 def probe_video(path: Path) -> VideoInfo:
     av = _av()
+    check_regular(path, "a video")  # PyAV would wait forever on a FIFO and read a device without end
     try:
         with av.open(str(path)) as container:
             if not container.streams.video:

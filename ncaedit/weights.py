@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Callable, TypeVar
 
 from ncaedit.errors import NcaError
+from ncaedit.paths import check_regular
 
 T = TypeVar("T")
 
@@ -37,8 +38,7 @@ def read_state_dict(path: Path, what: str) -> dict:
     which refuses anything but plain tensors."""
     import torch
 
-    if not path.is_file():
-        raise NcaError(f"{what} {path} does not exist")
+    check_regular(path, what)
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file

@@ -130,4 +130,4 @@ def test_library_messages_name_parameters_and_the_command_line_its_flags(tmp_pat
     rule.save(tmp_path / "r.nca")
     photo = write_rgb(tmp_path / "p.png", smooth_photo(16, 16))
     r = subprocess.run([sys.executable, "-m", "ncaedit", "apply", str(tmp_path / "r.nca"), photo, "--strength", "2"], capture_output=True, text=True)
-    assert r.returncode == 2 and r.stderr.strip() == "error: --strength must be between 0 and 1"
+    assert r.returncode == 2 and r.stderr.strip() == "error: --strength must be a number from 0 to 1, got 2.0"

@@ -138,6 +138,9 @@ def test_cli_divergence_saves_the_best_rule_and_fails_in_one_line(tmp_path, capf
     photo = write_rgb(tmp_path / "photo.png", smooth_photo(48, 64))
     style = write_rgb(tmp_path / "style.png", stripes(64, 64))
     (tmp_path / "tiny.toml").write_text(TINY_PRESET)
+    from ncaedit import limits
+
+    monkeypatch.setitem(limits.BOUNDS, "lr", limits.Bound(0, 1e31, above_low=True))  # --lr 1e30 is refused otherwise; here it forces divergence
     monkeypatch.setattr(sys, "argv", ["ncaedit", "style", photo, "--style", style, "--preset", str(tmp_path / "tiny.toml"), "--lr", "1e30", "--iterations", "20"])
     with pytest.raises(SystemExit) as exit_:
         main()
@@ -216,7 +219,7 @@ class _Console:
     def __init__(self):
         self.lines = []
 
-    def print(self, text):
+    def print(self, text, **options):
         self.lines.append(str(text))
 
 

@@ -42,6 +42,9 @@ def test_newer_format_is_refused(tmp_path):
 def test_metadata_inconsistent_with_tensors_is_refused(tmp_path):
     path = save_rule(trained_rule(), tmp_path / "r.nca")
     rewrite_metadata(path, lambda m: m["arch"].update(width=25))
+    with pytest.raises(NcaError, match="do not match their checksum"):
+        load_rule(path)
+    rewrite_metadata(path, lambda m: m.pop("settings_sha256"))  # as in a file from ncaedit 0.1
     with pytest.raises(NcaError, match="architecture"):
         load_rule(path)
 

@@ -17,7 +17,8 @@ from ncaedit.config import (
     DEFAULT_SOURCE_PROMPT,
     DEFAULT_STEPS,
 )
-from ncaedit.errors import NcaError
+from ncaedit.errors import NcaError, printable
+from ncaedit.limits import checked
 
 MAX_PIXELS_HELP = f"Refuse input images with more pixels than this (decompression bombs) (default: {DEFAULT_MAX_PIXELS:,})."
 
@@ -29,7 +30,13 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help="Edit photos 
 def _console():
     from rich.console import Console
 
-    return Console(stderr=True)
+    class SafeConsole(Console):
+        """Prints text with its control characters escaped (errors.printable): names can hold anything."""
+
+        def print(self, *objects, **kwargs):
+            super().print(*(printable(o) if isinstance(o, str) else o for o in objects), **kwargs)
+
+    return SafeConsole(stderr=True)
 
 
 def _progress(transient: bool = False):
@@ -42,6 +49,7 @@ def _progress(transient: bool = False):
         TimeRemainingColumn,
     )
 
+    console = _console()
     return Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -50,8 +58,9 @@ def _progress(transient: bool = False):
         TimeElapsedColumn(),
         TextColumn("eta"),
         TimeRemainingColumn(),
-        console=_console(),
+        console=console,
         transient=transient,
+        disable=transient and not console.is_terminal,  # off a terminal, rich would leave a blank line where it was
     )
 
 
@@ -96,6 +105,7 @@ RuleFile = Annotated[Path, typer.Argument(metavar="RULE", help="A .nca rule file
 
 
 @app.command()
+@checked
 def style(
     photo: Photo,
     style_image: Path = typer.Option(..., "--style", "-s", help="The style image whose colours and textures to take."),
@@ -142,6 +152,7 @@ def _run_training(mode, options: dict, **loss) -> None:
 
 
 @app.command("apply")
+@checked
 def apply_cmd(
     rule_path: RuleFile,
     inputs: list[str] = typer.Argument(..., metavar="INPUT...", help="Photos, videos (.mp4, ...), folders or globs."),
@@ -182,7 +193,7 @@ def apply_cmd(
             bar.current = bar.add_task("", total=None, info="", visible=False)
 
         def on_file(item, total):
-            bar.reset(bar.current, total=total, description=f"  {escape(item.source.name)}", visible=True)
+            bar.reset(bar.current, total=total, description=f"  {escape(printable(item.source.name))}", visible=True)
 
         def on_outcome(outcome):
             counts[outcome.status] += 1
@@ -202,19 +213,20 @@ def _report_batch(summary, single: bool, out: Optional[Path], console) -> None:
     and one line per failure for a batch; exit code 1 when any file failed."""
     from rich.markup import escape
 
+    from ncaedit.batch import OUTPUT_EXISTS
+
     if single and summary.failed:
-        raise NcaError(summary.failed[0].detail)
+        raise NcaError(summary.failed[0].message)
     for o in summary.outcomes:
         if o.status == "done" and (single or o.detail):
             console.print(f"wrote {o.item.out}" + (f" ({o.detail})" if o.detail else ""), soft_wrap=True, markup=False)
-        elif o.status == "skipped" and single:
-            console.print(f"skipped {o.item.out}: {o.detail}", soft_wrap=True, markup=False)
+        elif o.status == "skipped" and (single or o.detail != OUTPUT_EXISTS):
+            console.print(f"skipped {o.item.out if o.detail == OUTPUT_EXISTS else o.item.source}: {o.detail}", soft_wrap=True, markup=False)
     if not single:
         done, skipped, failed = len(summary.done), len(summary.skipped), len(summary.failed)
         console.print(f"{done} done, {skipped} skipped, {failed} failed in {summary.seconds:.1f} s -> {out}", soft_wrap=True, markup=False)
         for o in summary.failed:
-            detail = o.detail if o.detail.startswith(str(o.item.source)) else f"{o.item.source}: {o.detail}"
-            console.print(f"[red]failed[/red] {escape(detail)}", soft_wrap=True, highlight=False)  # one line each: grep-able logs
+            console.print(f"[red]failed[/red] {escape(o.message)}", soft_wrap=True, highlight=False)  # one line each: grep-able logs
     if summary.failed:
         raise SystemExit(1)  # some files failed (2 stays for "nothing was done": bad arguments)
 
@@ -242,6 +254,7 @@ def export(
 
 
 @app.command()
+@checked
 def animate(
     rule_path: RuleFile,
     image: Photo,
@@ -255,16 +268,14 @@ def animate(
     device: Device = DEFAULT_DEVICE,
 ) -> None:
     """Show the rule at work: the rollout on IMAGE as a looping GIF or an MP4."""
-    from ncaedit.animate import SUFFIXES, rollout_frames, write_animation
+    from ncaedit.animate import SUFFIXES, check_frame_memory, rollout_frames, write_animation
     from ncaedit.device import resolve_device
-    from ncaedit.image import fit_long_side, load_image
+    from ncaedit.image import MIN_SIDE, fit_long_side, load_image
     from ncaedit.nca_format import load_rule
     from ncaedit.paths import check_output, free_name
 
     rf = load_rule(rule_path)
     n = rf.metadata.get("default_steps", DEFAULT_STEPS) if steps is None else steps
-    if n < 1 or every < 1 or fps <= 0 or size < 0:
-        raise NcaError("--steps and --every must be at least 1, --fps above 0 and --size 0 or more")
     out = out or free_name(image.with_name(f"{image.stem}-{rule_path.stem}.gif"))
     if out.suffix.lower() not in SUFFIXES:
         raise NcaError(f"{out}: animations are written as {' or '.join(SUFFIXES)}")
@@ -274,14 +285,21 @@ def animate(
     rgb = load_image(image).rgb
     if size and max(rgb.shape[:2]) > size:
         rgb = fit_long_side(rgb, size)
+        if min(rgb.shape[:2]) < MIN_SIDE:
+            raise NcaError(f"--size {size}: the animation would be {rgb.shape[1]}x{rgb.shape[0]}, under {MIN_SIDE} pixels a side; give a larger --size")
+    check_frame_memory(n, every, rgb.shape[1], rgb.shape[0])
     with _progress() as bar:
         task = bar.add_task(f"animating {rule_path.name}", total=n, info=f"{rgb.shape[1]}x{rgb.shape[0]}")
-        frames = rollout_frames(rf.rule, rgb, n, every, seed, resolve_device(device), on_steps=lambda k: bar.advance(task, k))
+        try:
+            frames = rollout_frames(rf.rule, rgb, n, every, seed, resolve_device(device), on_steps=lambda k: bar.advance(task, k))
+        except NcaError as exc:
+            raise NcaError(f"{rule_path} on {image}: {exc}") from exc
     write_animation(frames, out, fps)
     _console().print(f"wrote {out} ({len(frames)} frames)")
 
 
 @app.command()
+@checked
 def prompt(
     photo: Photo,
     text: str = typer.Argument(..., metavar="PROMPT", help='What the photo should become: "a pencil sketch", or weighted "a pencil sketch:1 | charcoal:0.5 | blurry:-0.3".'),
@@ -355,5 +373,5 @@ def main() -> None:
 
 
 def _fail(message: str) -> None:
-    print(f"error: {message}", file=sys.stderr)
+    print(f"error: {printable(message)}", file=sys.stderr)
     sys.exit(2)

@@ -11,7 +11,7 @@ from typing import Callable
 from ncaedit.config import CHECKPOINT_INTERVAL, DEFAULT_DEVICE, DEFAULT_PRESET
 from ncaedit.errors import NcaError
 from ncaedit.modes import Mode
-from ncaedit.paths import check_output, free_name
+from ncaedit.paths import check_output, check_regular, free_name
 
 
 @dataclass
@@ -46,8 +46,8 @@ def output_paths(job: Job, default_name: str) -> tuple[Path, Path, Path]:
         out = free_name(first, siblings=(".nca", ".ckpt"))
     rule_path = job.rule_path or out.with_suffix(".nca")
     checkpoint = rule_path.with_suffix(".ckpt")
-    if job.resume and not checkpoint.exists():
-        raise NcaError(f"--resume: no checkpoint {checkpoint} to continue; run without --resume to start over")
+    if job.resume:  # a FIFO or device there is refused now, before training starts
+        check_regular(checkpoint, "a checkpoint", "no checkpoint to continue (--resume); run without --resume to start over")
     return out, rule_path, checkpoint
 
 
@@ -64,9 +64,10 @@ def run_job(job: Job, mode: Mode, console, progress) -> dict:
     from ncaedit.apply import apply_rule
     from ncaedit.device import resolve_device
     from ncaedit.image import WRITE_SUFFIXES, save_image
+    from ncaedit.limits import check_number
+    from ncaedit.nca_format import save_rule_or_rescue
 
-    if job.steps is not None and job.steps < 1:
-        raise NcaError("--steps must be at least 1")
+    check_number("steps", job.steps)
     job.device = resolve_device(job.device)
     out, rule_path, ckpt = output_paths(job, f"{job.photo.stem}-{mode.name}")
     if rule_path.suffix.lower() != ".nca" or out.suffix.lower() == ".nca":
@@ -81,8 +82,12 @@ def run_job(job: Job, mode: Mode, console, progress) -> dict:
         )
     result, t = training.result, training.recipe.train
     if result.resumed_at:
-        console.print(f"resumed from {ckpt} at iteration {result.resumed_at}")
-    training.rule.save(rule_path)
+        console.print(f"resumed from {ckpt} at iteration {result.resumed_at}", markup=False)  # names are not markup
+    try:
+        save_rule_or_rescue(training.rule.network, rule_path, training.rule.metadata)
+    except NcaError as exc:
+        kept = f"; the checkpoint {ckpt} is kept too (rerun with --resume once there is space)" if ckpt.exists() else ""
+        raise NcaError(f"{exc}{kept}") from exc
     resume_hint = f"; continue it with the same command and --resume (checkpoint {ckpt})" if ckpt.exists() else ""
     if result.diverged:
         raise NcaError(f"{result.diverged}; the best rule so far is saved in {rule_path}; train again with a lower --lr")
@@ -107,7 +112,7 @@ def run_job(job: Job, mode: Mode, console, progress) -> dict:
         written += write_previews(out, photo.rgb, mode.preview_middle, edited.rgb, result.history)
     console.print(f"trained {len(result.history)} iterations in {result.seconds:.0f} s")
     for p in written:
-        console.print(f"wrote {p}")
+        console.print(f"wrote {p}", markup=False)
     return {"out": out, "rule": rule_path, "result": result}
 
 

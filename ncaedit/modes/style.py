@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
 from ncaedit.config import DEFAULT_LOSS_NET
-from ncaedit.errors import NcaError
 from ncaedit.modes import Mode, ModeSetup
 
 
@@ -16,9 +14,9 @@ def style_mode(
 ) -> Mode:
     """`style`: a path, PIL image or array (image_types.py). Bad input fails here, before torch work."""
     from ncaedit.image_types import convert
+    from ncaedit.limits import check_number
 
-    if not 0 < style_scale < math.inf:
-        raise NcaError("must be a finite number > 0", param="style_scale")
+    check_number("style_scale", style_scale)
     source = convert(style, max_pixels)
     style_rgb_full = source.photos[0].rgb
 
