@@ -24,6 +24,7 @@ from typing import Callable, Iterator, Sequence
 
 from ncaedit.errors import NcaError
 from ncaedit.filesystems import Place
+from ncaedit.limits import checked
 
 BLOCK_ROWS = 8  # photos per Ray task: small enough to spread a few big photos, large enough to amortise a task
 EMBEDDED_OBJECT_STORE = 256 << 20  # rows are paths, photos never enter the object store: a small one suffices
@@ -212,6 +213,7 @@ def _kill_once() -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
 
+@checked
 def apply_on_ray(
     rule,
     inputs: Sequence[str | Path],
@@ -254,7 +256,7 @@ def apply_on_ray(
 
     rule_bytes, rule = _rule_bytes(rule)
     steps = rule.default_steps if steps is None else steps
-    _check_options(steps, strength, tile, feather, device, cpus_per_worker, gpus_per_worker, workers)
+    _check_options(steps, device, gpus_per_worker)
     mask_bytes = None
     if mask is not None:
         try:
@@ -373,14 +375,13 @@ def _rule_bytes(rule) -> tuple[bytes, object]:
         return Path(rule.save(Path(scratch) / "rule.nca")).read_bytes(), rule
 
 
-def _check_options(steps, strength, tile, feather, device, cpus_per_worker, gpus_per_worker, workers) -> None:
+def _check_options(steps, device, gpus_per_worker) -> None:
+    """What limits.checked (on apply_on_ray) cannot see: the step count after the rule's default, and the device."""
     from ncaedit.apply import check_apply_options
 
-    check_apply_options(steps, strength, tile, feather, None)
+    check_apply_options(steps)
     if device not in ("auto", "cpu", "cuda"):  # each actor sees only the GPU Ray gave it: no cuda:N, no mps on clusters
         raise NcaError(f"{device}: on Ray use auto, cpu or cuda", param="device")
-    if cpus_per_worker <= 0 or (gpus_per_worker is not None and gpus_per_worker < 0) or (workers is not None and workers < 1):
-        raise NcaError("CPUs per worker must be above 0, GPUs per worker 0 or more, and workers at least 1")
     if device == "cpu" and gpus_per_worker:
         raise NcaError("needs the device auto or cuda", param="gpus_per_worker")
 
