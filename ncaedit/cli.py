@@ -50,6 +50,7 @@ def style(
     steps: Optional[int] = typer.Option(None, help="Steps to run the rule on the photo (default: the longest training rollout)."),
     style_scale: float = typer.Option(1.0, "--style-scale", help="Size of the style's features: >1 bigger, <1 finer."),
     style_distance: Optional[str] = typer.Option(None, "--style-distance", help="gram or sw (sliced Wasserstein)."),
+    texture_weight: Optional[float] = typer.Option(None, "--texture-weight", help="Weight of the steerable-pyramid shape statistics (0 = off)."),
     content_weight: Optional[float] = typer.Option(None, help="How strongly to keep the photo's layout."),
     colour_weight: Optional[float] = typer.Option(None, "--colour-weight", help="How strongly to take the style's colours."),
     width: Optional[int] = typer.Option(None, help="Hidden units of the rule's network."),
@@ -73,7 +74,7 @@ def style(
         overrides={
             "train": {"iterations": iterations, "seed": seed, "crop": crop, "lr": lr},
             "rule": {"width": width},
-            "loss": {"style_distance": style_distance, "content_weight": content_weight, "colour_weight": colour_weight},
+            "loss": {"style_distance": style_distance, "texture_weight": texture_weight, "content_weight": content_weight, "colour_weight": colour_weight},
         },
     )
     run_style_job(job, style_image, style_scale, loss_net, vgg_weights, _console(), _progress)
