@@ -202,6 +202,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--candidates", help="comma-separated names (default: all)")
     ap.add_argument("--pairs", type=int, default=len(PAIRS))
+    ap.add_argument("--skip", type=int, default=0, help="start at this pair")
     ap.add_argument("--steps", type=int, default=150)
     ap.add_argument("--lr", type=float, default=0.02)
     ap.add_argument("--size", type=int, default=256, help="the photo's longer side")
@@ -212,9 +213,10 @@ def main():
     args = ap.parse_args()
     torch.set_num_threads(1)  # the machine is shared; one thread per run, runs side by side
     names = args.candidates.split(",") if args.candidates else list(candidates())
-    base = StyleLossConfig(content_weight=args.content_weight)
+    # Candidates are changes to the version-0.1 loss: random pyramid, Gram, feature content term.
+    base = StyleLossConfig(content_weight=args.content_weight, texture_weight=0.0, content="features")
     rows = {n: {"scores": [], "seconds": 0.0} for n in names}
-    for photo_name, style_name in PAIRS[: args.pairs]:
+    for photo_name, style_name in PAIRS[args.skip : args.skip + args.pairs]:
         photo = fit_long_side(load_image(ROOT / "sample_images" / photo_name).rgb, args.size)
         photo = photo[: photo.shape[0] // 16 * 16, : photo.shape[1] // 16 * 16]  # plenoptic's PS needs multiples of 2**scales
         style = fit_long_side(load_image(ROOT / "sample_images" / style_name).rgb, base.style_size)

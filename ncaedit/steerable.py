@@ -110,9 +110,18 @@ def texture_statistics(rgb: torch.Tensor, scales: int = 4, orientations: int = 4
             sc, sp = mean_mag[:, s], mean_mag[:, s + 1]
             phase.append(torch.cat([_corr(child.real, doubled.real, sc, sp), _corr(child.real, doubled.imag, sc, sp)], 1))
     none = var[:, None][:, :0]
+    power = mag**2
+    low_sd = torch.sqrt((lows**2).mean(dim=(-2, -1)) + 1e-8)
     return {
         "energy": torch.cat([var[:, None], mean_mag.flatten(1)], 1),
         "marginal": torch.stack([(g**3).mean(dim=(-2, -1)) / sd**3, (g**4).mean(dim=(-2, -1)) / sd**4 / 3], 1),
+        # Flat regions between sharp edges make band responses sparse (heavy-tailed); grain makes
+        # them Gaussian. Log-kurtosis of each band's magnitude, skewness and kurtosis of each low-pass.
+        "sparsity": torch.cat([
+            torch.log((power**2).mean(dim=(-2, -1)) / (power.mean(dim=(-2, -1)) ** 2 + 1e-12) + 1e-6).flatten(1),
+            (lows**3).mean(dim=(-2, -1)) / low_sd**3,
+            (lows**4).mean(dim=(-2, -1)) / low_sd**4 / 3,
+        ], 1),
         "magnitude_autocorr": torch.cat(auto, 1),
         "lowpass_autocorr": torch.cat(lowauto, 1),
         "cross_orientation": torch.cat(cross_o, 1),

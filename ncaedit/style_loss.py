@@ -28,8 +28,8 @@ CONTENTS = ("features", "layout")
 class StyleLossConfig:
     style_distance: str = "gram"  # "gram" or "sw" (sliced Wasserstein)
     style_weight: float = 1.0
-    texture_weight: float = 0.0  # steerable-pyramid statistics (steerable.py)
-    content: str = "features"  # "features" (loss-net features) or "layout" (low-passed luminance)
+    texture_weight: float = 1.0  # steerable-pyramid shape statistics (steerable.py); 0 = off
+    content: str = "layout"  # "layout" (low-passed luminance) or "features" (loss-net features)
     content_weight: float = 0.3
     layout_blur: float = 2.0  # for content "layout": the Gaussian sigma, in pixels, below which detail is free
     colour_weight: float = 10.0  # colour distances relative to the style's are small numbers
