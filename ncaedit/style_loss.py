@@ -81,7 +81,7 @@ def layout_distance(out: torch.Tensor, src: torch.Tensor, sigma: float) -> torch
     luma = torch.tensor((0.299, 0.587, 0.114), device=out.device, dtype=out.dtype).view(1, 3, 1, 1)
     both = torch.cat([(out * luma).sum(1, keepdim=True), (src * luma).sum(1, keepdim=True)])
     if sigma > 0:
-        radius = max(1, round(3 * sigma))
+        radius = max(1, min(round(3 * sigma), min(out.shape[-2:]) - 1))  # reflect padding needs radius < size
         x = torch.arange(-radius, radius + 1, device=out.device, dtype=out.dtype)
         k = torch.exp(-0.5 * (x / sigma) ** 2)
         k = (k / k.sum()).view(1, 1, 1, -1)
