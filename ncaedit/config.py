@@ -26,6 +26,7 @@ CHECKPOINT_INTERVAL = 10  # training iterations between checkpoint files (--resu
 
 PADDINGS = ("replicate", "reflect", "circular", "zeros")
 STYLE_DISTANCES = ("gram", "sw")
+CONTENTS = ("features", "layout")  # what the content term compares (StyleLossConfig.content)
 LOSS_NETS = ("auto", "vgg19", "random")
 
 
@@ -87,7 +88,10 @@ RENAMED_KEYS = {"train.checkpoint_every": "grad_checkpoint_every"}  # older pres
 class StyleLossConfig:
     style_distance: str = "gram"  # "gram" or "sw" (sliced Wasserstein)
     style_weight: float = 1.0
+    texture_weight: float = 1.0  # steerable-pyramid shape statistics (steerable.py); 0 = off
+    content: str = "layout"  # "layout" (low-passed luminance) or "features" (loss-net features)
     content_weight: float = 0.3
+    layout_blur: float = 2.0  # for content "layout": the Gaussian sigma, in pixels, below which detail is free
     colour_weight: float = 10.0  # colour distances relative to the style's are small numbers
     overflow_weight: float = 10.0
     style_size: int = 256  # the style image's longer side when its features are taken
@@ -96,7 +100,9 @@ class StyleLossConfig:
     def validate(self) -> None:
         if self.style_distance not in STYLE_DISTANCES:
             raise NcaError(f"style_distance must be one of {', '.join(STYLE_DISTANCES)}")
-        if min(self.style_weight, self.content_weight, self.colour_weight, self.overflow_weight) < 0:
+        if self.content not in CONTENTS:
+            raise NcaError(f"content must be one of {', '.join(CONTENTS)}")
+        if min(self.style_weight, self.texture_weight, self.content_weight, self.colour_weight, self.overflow_weight, self.layout_blur) < 0:
             raise NcaError("loss weights must be >= 0")
         if self.style_size < 16:
             raise NcaError("style_size must be at least 16 pixels")

@@ -1,7 +1,9 @@
 """The style objective: look like the style image's textures and colours, keep the photo's layout.
 
     total = style_weight   * style distance (Gram matrices, or sliced Wasserstein) of loss-net features
-          + content_weight * spatial feature distance to the source photo (keeps layout)
+          + texture_weight * distance of steerable-pyramid texture statistics (shapes: steerable.py)
+          + content_weight * spatial distance to the source photo (keeps layout): loss-net features,
+                             or the photo's low-passed luminance ("layout")
           + colour_weight  * sliced Wasserstein distance between RGB colour distributions
           + overflow_weight * how far the state strays outside [-1, 1]
 Each term is normalised by its target's magnitude, so weights mean the same for any loss network.
@@ -10,6 +12,7 @@ Each term is normalised by its target's magnitude, so weights mean the same for 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ncaedit.config import STYLE_DISTANCES, StyleLossConfig  # noqa: F401 (re-exported where it was)
@@ -42,6 +45,22 @@ def content_distance(net: LossNet, feats: list[torch.Tensor], src: torch.Tensor)
     ) / len(net.content_layers)
 
 
+def layout_distance(out: torch.Tensor, src: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Distance between the low-passed luminance of output and photo, relative to the photo's
+    luminance variance: keeps where things are and how light they are, leaves finer detail free."""
+    luma = torch.tensor((0.299, 0.587, 0.114), device=out.device, dtype=out.dtype).view(1, 3, 1, 1)
+    both = torch.cat([(out * luma).sum(1, keepdim=True), (src * luma).sum(1, keepdim=True)])
+    if sigma > 0:
+        radius = max(1, min(round(3 * sigma), min(out.shape[-2:]) - 1))  # reflect padding needs radius < size
+        x = torch.arange(-radius, radius + 1, device=out.device, dtype=out.dtype)
+        k = torch.exp(-0.5 * (x / sigma) ** 2)
+        k = (k / k.sum()).view(1, 1, 1, -1)
+        both = F.conv2d(F.pad(both, (radius, radius, 0, 0), mode="reflect"), k)
+        both = F.conv2d(F.pad(both, (0, 0, radius, radius), mode="reflect"), k.transpose(2, 3))
+    a, b = both.chunk(2)
+    return ((a - b) ** 2).mean() / b.var().clamp_min(1e-4)
+
+
 def random_directions(p: int, c: int, generator: torch.Generator | None, device) -> torch.Tensor:
     d = torch.randn(p, c, generator=generator).to(device)
     return d / d.norm(dim=1, keepdim=True)
@@ -53,6 +72,11 @@ class StyleLoss(nn.Module):
         super().__init__()
         config.validate()
         self.net, self.config = net, config
+        self.texture = None
+        if config.texture_weight > 0:
+            from ncaedit.steerable import TextureStatistics
+
+            self.texture = TextureStatistics(style_rgb)
         with torch.no_grad():
             feats = net.features(style_rgb)
             self.style_feats = [feats[i].flatten(2)[0] for i in net.style_layers]  # (C, N) each
@@ -64,9 +88,12 @@ class StyleLoss(nn.Module):
     def forward(self, state: torch.Tensor, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         cfg = self.config
         out, src = working_rgb(state), source_rgb(state)
-        feats = self.net.features(out)
+        need_feats = cfg.style_weight > 0 or (cfg.content == "features" and cfg.content_weight > 0)
+        feats = self.net.features(out) if need_feats else None
         terms = {}
-        if cfg.style_distance == "gram":
+        if cfg.style_weight == 0:
+            terms["style"] = out.new_zeros(())
+        elif cfg.style_distance == "gram":
             terms["style"] = sum(
                 wt * ((gram(feats[i]) - g) ** 2).mean() / (g**2).mean().clamp_min(1e-12)
                 for wt, i, g in zip(self.layer_weights, self.net.style_layers, self.style_grams)
@@ -76,13 +103,15 @@ class StyleLoss(nn.Module):
                 wt * self._sw(feats[i].flatten(2), t, cfg.projections, generator)
                 for wt, i, t in zip(self.layer_weights, self.net.style_layers, self.style_feats)
             )
+        if self.texture is not None:
+            terms["texture"] = self.texture(out)
         if cfg.content_weight > 0:
-            terms["content"] = content_distance(self.net, feats, src)
+            terms["content"] = content_distance(self.net, feats, src) if cfg.content == "features" else layout_distance(out, src, cfg.layout_blur)
         if cfg.colour_weight > 0:
             terms["colour"] = self._sw(out.flatten(2), self.style_colours, 16, generator)
         x = state[:, WRITABLE]
         terms["overflow"] = (x - x.clamp(-1, 1)).abs().mean()
-        weights = {"style": cfg.style_weight, "content": cfg.content_weight, "colour": cfg.colour_weight, "overflow": cfg.overflow_weight}
+        weights = {"style": cfg.style_weight, "texture": cfg.texture_weight, "content": cfg.content_weight, "colour": cfg.colour_weight, "overflow": cfg.overflow_weight}
         terms["total"] = sum(weights[k] * v for k, v in terms.items())
         return terms
 

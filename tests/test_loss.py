@@ -72,9 +72,9 @@ def test_style_loss_is_zero_on_the_style_itself_and_larger_elsewhere(distance):
     loss = StyleLoss(net, style, StyleLossConfig(style_distance=distance, content_weight=0, colour_weight=1))
     same = loss(make_state(style, 4), torch.Generator().manual_seed(1))
     other = loss(make_state(torch.full((1, 3, 32, 32), 0.5), 4), torch.Generator().manual_seed(1))
-    assert same["style"] < 1e-6 and same["colour"] < 1e-6
-    assert other["style"] > 0.05 and other["colour"] > 0.05
-    assert set(same) == {"style", "colour", "overflow", "total"}
+    assert same["style"] < 1e-6 and same["colour"] < 1e-6 and same["texture"] < 1e-6
+    assert other["style"] > 0.05 and other["colour"] > 0.05 and other["texture"] > 0.05
+    assert set(same) == {"style", "texture", "colour", "overflow", "total"}
 
 
 def test_content_term_measures_layout_change():

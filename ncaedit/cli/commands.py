@@ -117,6 +117,7 @@ def style(
     steps: TrainSteps = None,
     style_scale: float = typer.Option(1.0, "--style-scale", help="Size of the style's features: >1 bigger, <1 finer."),
     style_distance: Optional[str] = typer.Option(None, "--style-distance", help="gram or sw (sliced Wasserstein)."),
+    texture_weight: Optional[float] = typer.Option(None, "--texture-weight", help="Weight of the steerable-pyramid shape statistics (0 = off)."),
     content_weight: ContentWeight = None,
     colour_weight: Optional[float] = typer.Option(None, "--colour-weight", help="How strongly to take the style's colours."),
     width: Width = None,
@@ -134,7 +135,7 @@ def style(
     from ncaedit.modes.style import style_mode
 
     mode = style_mode(style_image, style_scale=style_scale, loss_net=loss_net, vgg_weights=vgg_weights, max_pixels=max_pixels)
-    _run_training(mode, locals(), style_distance=style_distance, content_weight=content_weight, colour_weight=colour_weight)
+    _run_training(mode, locals(), style_distance=style_distance, texture_weight=texture_weight, content_weight=content_weight, colour_weight=colour_weight)
 
 
 def _run_training(mode, options: dict, **loss) -> None:
