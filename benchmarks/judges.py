@@ -1,7 +1,10 @@
 """Judges of an edit that share nothing with the training losses (used by the benchmarks):
 
 - colour: sliced Wasserstein-1 distance between RGB distributions (lower is closer)
-- texture: L1 distance between multi-scale gradient-orientation/energy histograms (lower is closer)
+- texture: L1 distance between multi-scale texture statistics (lower is closer): gradient-orientation
+  and gradient-energy histograms, and histograms of local binary patterns (which of a pixel's 8
+  neighbours are brighter than it: edges, corners, spots, lines) at four pyramid levels, so motifs
+  from a few pixels to ~40 px count, not only the mix of edge directions
 - structure: luminance SSIM between two images (higher keeps more of the photo)
 
 Images are float RGB arrays in [0, 1] of shape (H, W, 3).
@@ -10,6 +13,7 @@ Images are float RGB arrays in [0, 1] of shape (H, W, 3).
 from __future__ import annotations
 
 import numpy as np
+from skimage.feature import local_binary_pattern
 from skimage.metrics import structural_similarity
 
 
@@ -22,15 +26,20 @@ def colour_distance(a, b, n=64):
     return float(np.abs(qa - qb).mean())
 
 
-def texture_stats(rgb, scales=3, bins=8):
+def texture_stats(rgb, scales=3, bins=8, lbp_levels=4):
     grey = rgb @ np.array([0.299, 0.587, 0.114], np.float32)
     stats = []
-    for s in range(scales):
-        gy, gx = np.gradient(grey)
-        mag, ang = np.hypot(gx, gy), np.mod(np.arctan2(gy, gx), np.pi)
-        hist = np.histogram(ang, bins=bins, range=(0, np.pi), weights=mag)[0] / (mag.size)
-        energy = np.histogram(mag, bins=bins, range=(0, 0.5))[0] / mag.size
-        stats += [hist * 10, energy]
+    for s in range(max(scales, lbp_levels)):
+        if s < scales:
+            gy, gx = np.gradient(grey)
+            mag, ang = np.hypot(gx, gy), np.mod(np.arctan2(gy, gx), np.pi)
+            hist = np.histogram(ang, bins=bins, range=(0, np.pi), weights=mag)[0] / (mag.size)
+            energy = np.histogram(mag, bins=bins, range=(0, 0.5))[0] / mag.size
+            stats += [hist * 10, energy]
+        if s < lbp_levels and min(grey.shape) >= 8:
+            # quantised so flat areas and sensor noise below 1/64 read as flat (pattern "all equal")
+            codes = local_binary_pattern(np.round(grey * 64).astype(np.int32), 8, 1, method="uniform")
+            stats.append(np.bincount(codes.astype(np.int64).ravel(), minlength=10)[:10] / codes.size)
         grey = grey[: grey.shape[0] // 2 * 2, : grey.shape[1] // 2 * 2].reshape(grey.shape[0] // 2, 2, grey.shape[1] // 2, 2).mean((1, 3))
     return np.concatenate(stats)
 

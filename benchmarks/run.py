@@ -255,7 +255,8 @@ def section_style(table: Table, tmp: Path) -> None:
     if code != 0:
         table.add("style", "`ncaedit style` fast, 512 px: wall time", "failed", "", tail)
         return
-    table.add("style", "`ncaedit style` fast, 512 px: wall time", wall, "s", f"end to end (150 iterations, apply, write); peak RSS {rss:.0f} MB")
+    iterations = load_recipe("fast").train.iterations
+    table.add("style", "`ncaedit style` fast, 512 px: wall time", wall, "s", f"end to end ({iterations} iterations, apply, write); peak RSS {rss:.0f} MB")
 
 
 def section_memory(table: Table, tmp: Path, rule_path: Path, batch_apply: bool) -> None:

@@ -52,7 +52,7 @@ class RuleConfig:
 
 @dataclass
 class TrainConfig:
-    iterations: int = 150
+    iterations: int = 450
     batch: int = 2
     crop: int = 80  # side of the square training crops
     train_size: int = 256  # photos are resized so their longer side is this before cropping
@@ -60,11 +60,23 @@ class TrainConfig:
     steps_min: int = 12
     steps_max: int = 24
     fresh_per_batch: int = 1  # fresh crops injected into every batch
-    lr: float = 3e-3
+    lr: float = 1e-2
     lr_decay_at: tuple[float, ...] = (0.5, 0.8)  # fractions of the run where the LR is multiplied by lr_decay
     lr_decay: float = 0.3
     grad_checkpoint_every: int = 0  # rollout steps per gradient-checkpoint segment (activations recomputed); 0 keeps all
     seed: int = 0
+    # augmented crops (augment.py), so the rule also restyles photos it was not trained on
+    augment_scale: float = 0.25  # crops cut at a scale up to this fraction larger or smaller
+    augment_flips: bool = True  # mirrored, flipped or transposed
+    augment_jitter: float = 0.2  # brightness, contrast and saturation change by up to this fraction
+    augment_hue: float = 0.05  # hue turns by up to this fraction of a turn
+    tv_weight: float = 0.0  # total variation of the result's change from the photo, against speckle
+
+    def augment(self):
+        """The augmentation these settings describe (augment.Augment; imported here so that this module stays free of torch)."""
+        from ncaedit.augment import Augment
+
+        return Augment(self.augment_scale, self.augment_flips, self.augment_jitter, self.augment_hue)
 
     def validate(self) -> None:
         if self.iterations < 1 or self.batch < 1 or self.pool < self.batch:
@@ -79,6 +91,8 @@ class TrainConfig:
             raise NcaError("train: lr must be a finite number > 0 and grad_checkpoint_every >= 0")
         if not 0 <= self.seed < 2**63:
             raise NcaError("train: seed must be between 0 and 2**63 - 1")
+        if not (0 <= self.augment_scale <= 3 and 0 <= self.augment_jitter < 1 and 0 <= self.augment_hue <= 0.5 and self.tv_weight >= 0):
+            raise NcaError("train: need 0 <= augment_scale <= 3, 0 <= augment_jitter < 1, 0 <= augment_hue <= 0.5, tv_weight >= 0")
 
 
 RENAMED_KEYS = {"train.checkpoint_every": "grad_checkpoint_every"}  # older preset key -> its name now

@@ -24,11 +24,12 @@ from typing import Callable
 import numpy as np
 import torch
 
+from ncaedit.augment import Augment, augment_crop, crop_side
 from ncaedit.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from ncaedit.config import CHECKPOINT_INTERVAL, TrainConfig
 from ncaedit.errors import NcaError
 from ncaedit.rule import Rule, RuleConfig, rollout
-from ncaedit.state import make_state
+from ncaedit.state import SOURCE, WORKING, make_state
 from ncaedit.stop import StopOnSignals
 
 
@@ -76,23 +77,32 @@ def run_identity(photos: list[np.ndarray], rule_config: RuleConfig, config: Trai
 
 
 class CropSampler:
-    """Random square crops (as (3, crop, crop) tensors in [0, 1]) from a list of photos."""
+    """Random square crops (as (3, crop, crop) tensors in [0, 1]) from a list of photos, augmented (augment.py)."""
 
-    def __init__(self, photos: list[np.ndarray], crop: int, rng: random.Random):
+    def __init__(self, photos: list[np.ndarray], crop: int, rng: random.Random, augment: Augment | None = None):
         self.photos = [torch.from_numpy(p).permute(2, 0, 1).contiguous() for p in photos]
         for p in self.photos:
             if min(p.shape[1:]) < crop:
                 raise NcaError(f"a training photo is smaller than the {crop}-pixel crop; use a smaller --crop")
-        self.crop, self.rng = crop, rng
+        self.crop, self.rng, self.augment = crop, rng, augment or Augment()
 
     def __call__(self, n: int) -> torch.Tensor:
         out = []
         for _ in range(n):
             p = self.photos[self.rng.randrange(len(self.photos))]
-            y = self.rng.randrange(p.shape[1] - self.crop + 1)
-            x = self.rng.randrange(p.shape[2] - self.crop + 1)
-            out.append(p[:, y : y + self.crop, x : x + self.crop])
+            side = crop_side(self.crop, self.augment, self.rng, min(p.shape[1:]))
+            y = self.rng.randrange(p.shape[1] - side + 1)
+            x = self.rng.randrange(p.shape[2] - side + 1)
+            cut = p[:, y : y + side, x : x + side]
+            out.append(augment_crop(cut, self.crop, self.augment, self.rng) if self.augment.active else cut)
         return torch.stack(out)
+
+
+def change_tv(state: torch.Tensor) -> torch.Tensor:
+    """Mean total variation of the change (working - source RGB): zero for any edit that is smooth
+    where the photo is, so it penalises speckle the photo does not have, not the photo's own edges."""
+    d = state[:, WORKING] - state[:, SOURCE]
+    return (d[..., 1:, :] - d[..., :-1, :]).abs().mean() + (d[..., :, 1:] - d[..., :, :-1]).abs().mean()
 
 
 class StatePool:
@@ -198,6 +208,9 @@ def train_step(run: Run, pool: StatePool, loss_fn: Callable, config: TrainConfig
     steps = run.rng.randint(config.steps_min, config.steps_max)
     out = rollout(run.rule, batch, steps, seed=run.rng.randrange(2**31), checkpoint_every=config.grad_checkpoint_every)
     terms = loss_fn(out, run.gen)
+    if config.tv_weight > 0:
+        terms["change_tv"] = change_tv(out)
+        terms["total"] = terms["total"] + config.tv_weight * terms["change_tv"]
     loss = terms["total"]
     fault = "state" if not torch.isfinite(out).all() else "loss" if not torch.isfinite(loss) else None
     if fault is None:
@@ -260,7 +273,7 @@ def train_rule(
     """
     config.validate()
     run = new_run(rule_config, config, device)
-    sample = CropSampler(photos, config.crop, run.rng)
+    sample = CropSampler(photos, config.crop, run.rng, config.augment())
     identity = run_identity(photos, rule_config, config, checkpointing.key) if checkpointing else ""
     if checkpointing and checkpointing.resume:
         resume(run, checkpointing.path, identity)
@@ -284,7 +297,10 @@ def train_rule(
         except KeyboardInterrupt:  # a second signal, or Ctrl-C where no handler could be installed
             run.result.interrupted = True
     run.result.seconds = run.seconds_before + time.perf_counter() - start
-    if run.best_state is not None:
+    # A run that completes keeps its last weights: the loss of a batch is too noisy a measure to pick
+    # weights by (the pool's states grow harder as training goes on; on small runs the lowest running
+    # mean was the untrained rule's). A stopped or diverged run keeps the best weights so far.
+    if run.best_state is not None and (run.result.interrupted or run.result.diverged):
         run.rule.load_state_dict(run.best_state)
     run.result.rule = run.rule.cpu()
     return run.result

@@ -1,0 +1,203 @@
+"""Edit quality: do the style's motifs appear, on the training photo and on photos the rule never saw?
+
+For each photo x style pair (bundled images, styles with motifs from ~4 px to ~40 px) this measures
+- optimum: the photo's pixels optimised directly for the same loss (what the loss can express at best),
+- rule:    a rule trained with the preset on the photo, applied to that photo,
+- unseen:  the same rule applied to the other bundled photos,
+with judges that share nothing with the training losses (benchmarks/judges.py): colour and texture
+distances to the style as ratios against the unedited photo's (1.0 = unchanged, lower = closer to the
+style) and luminance SSIM to the photo (higher keeps more layout). Everything is judged at the
+loss's scale: photos at the preset's train_size, the style at its style_size. It writes a JSON file
+and one labelled contact sheet per pair; look at the sheets, numbers alone have misled before.
+
+    python benchmarks/quality.py [--preset fast] [--set train.iterations=300 ...] [--pairs 0,1] [--out DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import time
+import tomllib
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from judges import colour_distance, ssim, texture_distance
+from ncaedit.apply import apply_rule
+from ncaedit.image import Photo, fit_long_side, load_image
+from ncaedit.recipe import load_recipe
+from ncaedit.state import WORKING, working_rgb
+from ncaedit.train import train_rule
+
+ROOT = Path(__file__).resolve().parents[1]
+PHOTOS = ("chelsea.jpg", "coffee.jpg", "astronaut.jpg", "rocket.jpg")
+PAIRS = (("chelsea.jpg", "strokes.png"), ("coffee.jpg", "mosaic.png"), ("astronaut.jpg", "hatch.png"), ("rocket.jpg", "rings.png"))
+TARGETS = "training photo: texture <= 1.25 x optimum's, colour <= 0.6, SSIM >= 0.35; unseen: texture and colour <= 1.2 x training photo's, SSIM >= 0.35"
+
+
+def parse_sets(items: list[str]) -> dict:
+    """["train.iterations=300", "loss.content_weight=0.5"] -> {"train": {"iterations": 300}, "loss": {...}}"""
+    out: dict = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        section, _, name = key.partition(".")
+        out.setdefault(section, {})[name] = tomllib.loads(f"v = {value}")["v"]
+    return out
+
+
+def style_loss(recipe, style_rgb: np.ndarray):
+    """The loss `ncaedit style` trains with (offline loss network), for a style already at style_size."""
+    from ncaedit.lossnet import load_loss_net
+    from ncaedit.style_loss import StyleLoss
+
+    style_t = torch.from_numpy(style_rgb).permute(2, 0, 1)[None]
+    return StyleLoss(load_loss_net("random").net, style_t, recipe.loss)
+
+
+def pixel_optimum(photo: np.ndarray, loss_fn, steps: int, lr: float = 0.02) -> np.ndarray:
+    """The photo's pixels optimised by Adam for the loss (the working RGB of a state; hidden channels unused)."""
+    colour = torch.from_numpy(photo).permute(2, 0, 1)[None] * 2 - 1
+    state = torch.cat([colour, colour], dim=1)
+    pixels = state[:, WORKING].clone().requires_grad_(True)
+    opt = torch.optim.Adam([pixels], lr=lr)
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(steps):
+        x = torch.cat([state[:, :3], pixels], dim=1)
+        loss = loss_fn(x, gen)["total"]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        return working_rgb(torch.cat([state[:, :3], pixels], dim=1))[0].permute(1, 2, 0).numpy()
+
+
+def judge(out: np.ndarray, photo: np.ndarray, style: np.ndarray) -> dict:
+    return {
+        "colour": colour_distance(out, style) / colour_distance(photo, style),
+        "texture": texture_distance(out, style) / texture_distance(photo, style),
+        "ssim": ssim(photo, out),
+    }
+
+
+def labelled_sheet(rows: list[list[tuple[str, np.ndarray]]], height: int = 200, gap: int = 6) -> np.ndarray:
+    """Rows of (label, image) tiles at a common height, each label written above its tile."""
+    from PIL import Image, ImageDraw
+
+    label_h = 14
+    rows = [[(label, fit_long_side(img, round(max(img.shape[:2]) * height / img.shape[0]))) for label, img in row] for row in rows]
+    width = max(sum(img.shape[1] + gap for _, img in row) + gap for row in rows)
+    sheet = Image.new("RGB", (width, len(rows) * (height + label_h + gap) + gap), "white")
+    draw = ImageDraw.Draw(sheet)
+    y = gap
+    for row in rows:
+        x = gap
+        for label, img in row:
+            draw.text((x, y), label, fill="black")
+            sheet.paste(Image.fromarray((img * 255 + 0.5).astype(np.uint8)), (x, y + label_h))
+            x += img.shape[1] + gap
+        y += height + label_h + gap
+    return np.asarray(sheet)
+
+
+def run_pair(photo_name: str, style_name: str, recipe, optimum_steps: int, out_dir: Path, cache: Path) -> dict:
+    from PIL import Image
+
+    size = recipe.train.train_size
+    photos = {n: fit_long_side(load_image(ROOT / "sample_images" / n).rgb, size) for n in PHOTOS}
+    style = fit_long_side(load_image(ROOT / "sample_images" / style_name).rgb, recipe.loss.style_size)
+    photo = photos[photo_name]
+    loss_fn = style_loss(recipe, style)
+    t0 = time.perf_counter()
+    key = hashlib.sha256(json.dumps([photo_name, style_name, size, optimum_steps, dataclasses.asdict(recipe.loss)], sort_keys=True).encode())
+    cached = cache / f"optimum-{key.hexdigest()[:16]}.npy"  # the optimum does not depend on the rule's recipe
+    if cached.exists():
+        optimum = np.load(cached)
+    else:
+        optimum = pixel_optimum(photo, loss_fn, optimum_steps)
+        np.save(cached, optimum)
+    t1 = time.perf_counter()
+    trained = train_rule([photo], loss_fn, recipe.rule, recipe.train)
+    t2 = time.perf_counter()
+    steps = recipe.train.steps_max
+    edited = {n: apply_rule(trained.rule, Photo(p), steps, seed=recipe.train.seed).rgb for n, p in photos.items()}
+    rec = {
+        "photo": photo_name, "style": style_name,
+        "optimum": judge(optimum, photo, style),
+        "rule": judge(edited[photo_name], photo, style),
+        "unseen": {n: judge(edited[n], photos[n], style) for n in PHOTOS if n != photo_name},
+        "seconds": {"optimum": round(t1 - t0, 1), "train": round(t2 - t1, 1), "train_iterations": len(trained.history)},
+        "loss_first_last_10": [float(np.mean([h["total"] for h in trained.history[:10]])), float(np.mean([h["total"] for h in trained.history[-10:]]))],
+    }
+
+    def tag(r):
+        return f"c{r['colour']:.2f} t{r['texture']:.2f} s{r['ssim']:.2f}"
+
+    top = [("style", style), (f"photo {photo_name}", photo), (f"optimum {tag(rec['optimum'])}", optimum), (f"rule {tag(rec['rule'])}", edited[photo_name])]
+    bottom = [(f"unseen {n.split('.')[0]} {tag(rec['unseen'][n])}", edited[n]) for n in PHOTOS if n != photo_name]
+    sheet = labelled_sheet([top, bottom])
+    path = out_dir / f"{Path(photo_name).stem}-{Path(style_name).stem}.png"
+    Image.fromarray(sheet).save(path)
+    rec["sheet"] = str(path)
+    return rec
+
+
+def summary(records: list[dict]) -> dict:
+    """Medians over pairs, and which targets are met."""
+    med = lambda xs: float(np.median(xs))  # noqa: E731
+    train = {k: med([r["rule"][k] for r in records]) for k in ("colour", "texture", "ssim")}
+    optimum = {k: med([r["optimum"][k] for r in records]) for k in ("colour", "texture", "ssim")}
+    unseen = {k: med([u[k] for r in records for u in r["unseen"].values()]) for k in ("colour", "texture", "ssim")}
+    # unseen relative to training photo: per pair, the mean over unseen photos divided by the training photo's
+    rel = {k: med([np.mean([u[k] for u in r["unseen"].values()]) / r["rule"][k] for r in records]) for k in ("colour", "texture")}
+    texture_vs_optimum = med([r["rule"]["texture"] / r["optimum"]["texture"] for r in records])
+    return {
+        "optimum": optimum, "rule": train, "unseen": unseen,
+        "rule_texture_over_optimum": texture_vs_optimum, "unseen_over_rule": rel,
+        "targets": {
+            "train_texture_within_25pct_of_optimum": texture_vs_optimum <= 1.25,
+            "train_colour_le_0.6": train["colour"] <= 0.6,
+            "train_ssim_ge_0.35": train["ssim"] >= 0.35,
+            "unseen_texture_within_20pct": rel["texture"] <= 1.2,
+            "unseen_colour_within_20pct": rel["colour"] <= 1.2,
+            "unseen_ssim_ge_0.35": unseen["ssim"] >= 0.35,
+        },
+    }
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--preset", default="fast")
+    ap.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override a preset key (TOML value)")
+    ap.add_argument("--pairs", default=",".join(str(i) for i in range(len(PAIRS))), help="which pairs, by index")
+    ap.add_argument("--optimum-steps", type=int, default=200)
+    ap.add_argument("--out", type=Path, default=Path("quality-out"))
+    ap.add_argument("--cache", type=Path, default=Path("quality-out/optimum-cache"), help="where pixel optima are kept (they depend only on the photo, style and loss)")
+    args = ap.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    args.cache.mkdir(parents=True, exist_ok=True)
+    records = []
+    for i in (int(s) for s in args.pairs.split(",")):
+        recipe = load_recipe(args.preset, parse_sets(args.set))
+        rec = run_pair(*PAIRS[i], recipe, args.optimum_steps, args.out, args.cache)
+        records.append(rec)
+        u = {k: np.mean([x[k] for x in rec["unseen"].values()]) for k in ("colour", "texture", "ssim")}
+        print(
+            f"{rec['photo']:14s} {rec['style']:12s} optimum c{rec['optimum']['colour']:.2f} t{rec['optimum']['texture']:.2f} s{rec['optimum']['ssim']:.2f} | "
+            f"rule c{rec['rule']['colour']:.2f} t{rec['rule']['texture']:.2f} s{rec['rule']['ssim']:.2f} | "
+            f"unseen c{u['colour']:.2f} t{u['texture']:.2f} s{u['ssim']:.2f} | train {rec['seconds']['train']:.0f} s",
+            flush=True,
+        )
+    result = {"preset": args.preset, "overrides": parse_sets(args.set), "pairs": records, "summary": summary(records), "targets": TARGETS}
+    (args.out / "quality.json").write_text(json.dumps(result, indent=2))
+    s = result["summary"]
+    print(f"medians: rule texture/optimum {s['rule_texture_over_optimum']:.2f}, rule colour {s['rule']['colour']:.2f}, ssim {s['rule']['ssim']:.2f}; "
+          f"unseen/rule colour {s['unseen_over_rule']['colour']:.2f} texture {s['unseen_over_rule']['texture']:.2f}, unseen ssim {s['unseen']['ssim']:.2f}")
+    print("targets met: " + ", ".join(f"{k}={'yes' if v else 'NO'}" for k, v in s["targets"].items()))
+
+
+if __name__ == "__main__":
+    main()
