@@ -93,7 +93,9 @@ def apply_cmd(
     mask: Optional[Path] = typer.Option(None, help="Edit only where this image is white (grey: partly); stretched to each photo."),
     feather: float = typer.Option(0.0, help="Soften the mask's edges by this many pixels."),
     tile: Optional[int] = typer.Option(None, help="Tile side in pixels: smaller needs less memory, same result (default: sized to the steps and cores)."),
-    carry: bool = typer.Option(False, "--carry", help="Videos: start each frame from the previous frame's hidden state."),
+    carry: bool = typer.Option(False, "--carry", help="Videos: start each frame from the previous frame's hidden state (with --temporal none)."),
+    temporal: Optional[str] = typer.Option(None, "--temporal", help="Videos: flow carries the edit along the motion, none edits every frame from scratch (default: flow where OpenCV is installed)."),
+    refresh_steps: Optional[int] = typer.Option(None, "--refresh-steps", help="Videos, --temporal flow: steps run on each frame over the carried edit, 0 to --steps (default: 4)."),
     device: str = typer.Option("auto", help="auto, cpu, cuda or mps."),
     max_pixels: Optional[int] = typer.Option(None, "--max-pixels", min=1, help=MAX_PIXELS_HELP),
 ) -> None:
@@ -107,7 +109,7 @@ def apply_cmd(
     from ncaedit.image import WRITE_SUFFIXES
     from ncaedit.paths import check_output, free_name
     from ncaedit.rulefile import load_rule
-    from ncaedit.video import VIDEO_SUFFIXES
+    from ncaedit.video import VIDEO_SUFFIXES, video_temporal
 
     rf = load_rule(rule_path)
     n = rf.metadata.get("default_steps", 32) if steps is None else steps
@@ -121,13 +123,14 @@ def apply_cmd(
         raise NcaError("--feather must be 0 or more")
     if mask is not None and not mask.is_file():
         raise NcaError(f"--mask {mask}: no such file")
+    temporal, note = video_temporal(temporal, carry, refresh_steps, n)
     device = resolve_device(device)
     workers = tile_workers(device)
     if workers > 1:
         import torch
 
         torch.set_num_threads(1)  # the cores go to tiles running side by side (tiling.edit_tiles)
-    settings = Settings(n, seed, tile, strength, mask, feather, device, carry, overwrite, workers, max_pixels)
+    settings = Settings(n, seed, tile, strength, mask, feather, device, carry, overwrite, workers, max_pixels, temporal, refresh_steps)
 
     single = Path(inputs[0])
     if len(inputs) == 1 and not any(ch in inputs[0] for ch in "*?["):
@@ -155,6 +158,8 @@ def apply_cmd(
 
     outcomes, started = [], time.perf_counter()
     console = _console()
+    if note and any(i.is_video for i in items):
+        console.print(note, soft_wrap=True, markup=False)
     with _progress(transient=len(items) == 1) as bar:
         files = bar.add_task(f"applying {rule_path.name}", total=len(items), info="")
         current = bar.add_task("", total=None, info="", visible=False)

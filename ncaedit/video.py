@@ -1,14 +1,17 @@
 """Video in and out (PyAV: FFmpeg's libraries in-process, frame by frame), and applying a rule to a
-video frame by frame.
+video frame by frame. The output keeps the frame rate and the audio (copied unchanged where MP4 holds
+its codec, else re-encoded as AAC).
 
-Flicker is the enemy of per-frame editing. Every frame's rollout uses the same seed, and the update
-mask and the initial noise depend only on (seed, pixel position), so a still part of the scene gets
-the same random numbers in every frame and comes out the same. With `carry`, a frame's rollout starts
-from the previous frame's final hidden state instead of fresh noise. Measured with a rule trained on
-24-step rollouts (README, "Applying at scale"), carrying let the edit drift stronger frame after frame
-(each frame continues the last one's rollout past what the rule was trained for) and made a still
-shot flicker, so it is an option, not the default: it suits rules trained to hold a steady state.
-`Flicker` measures the result: the mean absolute difference between consecutive frames.
+Flicker is the enemy of per-frame editing. By default (`temporal="flow"`, with OpenCV) the edit is
+carried along the optical flow from frame to frame and only a few refresh steps run on each frame
+(temporal.py), so textures move with the scene. With `temporal="none"` every frame's rollout starts
+from scratch with the same seed; the update mask and the initial noise depend only on (seed, pixel
+position), so a still part of the scene gets the same random numbers in every frame and comes out
+the same, but on moving content the textures stay with the pixels and shimmer. With `carry` (and
+"none"), a frame's rollout starts from the previous frame's final hidden state instead of fresh
+noise: measured with a rule trained on 24-step rollouts (README, "Applying at scale"), the edit
+drifted stronger frame after frame (each frame continues the last one's rollout past what the rule
+was trained for). `Flicker` measures the result: the mean absolute difference between consecutive frames.
 """
 
 from __future__ import annotations
@@ -29,6 +32,32 @@ from ncaedit.paths import atomic_output
 VIDEO_SUFFIXES = {".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi"}
 DEFAULT_FPS = Fraction(25)
 CRF = "18"  # x264 quality: visually near-lossless, so the codec adds little flicker of its own
+
+
+TEMPORAL = ("flow", "none")
+
+
+def video_temporal(temporal: str | None, carry: bool, refresh_steps: int | None, steps: int) -> tuple[str, str | None]:
+    """The checked `--temporal` mode and a one-line note when the default had to fall back to none."""
+    from ncaedit.flow import have_opencv
+
+    if temporal is not None and temporal not in TEMPORAL:
+        raise NcaError(f"--temporal {temporal}: use flow or none")
+    if refresh_steps is not None and not 0 <= refresh_steps <= steps:
+        raise NcaError(f"--refresh-steps must be between 0 and the steps ({steps})")
+    if carry and temporal == "flow":
+        raise NcaError("--carry goes with --temporal none (--temporal flow carries the whole state along the motion)")
+    if refresh_steps is not None and (temporal == "none" or carry):
+        raise NcaError("--refresh-steps goes with --temporal flow")
+    if temporal == "flow" and not have_opencv():
+        raise NcaError("--temporal flow needs OpenCV: pip install 'ncaedit[video]' (or opencv-python-headless)")
+    if temporal is not None:
+        return temporal, None
+    if carry:
+        return "none", None
+    if have_opencv():
+        return "flow", None
+    return "none", "note: videos are edited frame by frame (--temporal none): OpenCV is not installed; pip install 'ncaedit[video]' to carry the edit along the motion"
 
 
 @dataclass
