@@ -181,6 +181,7 @@ def main() -> None:
     ap.add_argument("--clips", default="pan,zoom,rotate,cut,long")
     ap.add_argument("--json", type=Path)
     ap.add_argument("--sheet", type=Path, help="also write a PNG of a few frames side by side (input | per frame | carried)")
+    ap.add_argument("--4k", dest="uhd", action="store_true", help="only measure peak memory and time of 3 carried 4K frames")
     a = ap.parse_args()
 
     import torch
@@ -195,6 +196,8 @@ def main() -> None:
     folder = Path(tempfile.mkdtemp(prefix="ncaedit-video-"))
     rf = load_rule(a.rule or train_rule(folder))
     steps = a.steps or rf.metadata.get("default_steps", 24)
+    if a.uhd:
+        return measure_4k(rf.rule, steps, workers)
     refreshes = [int(r) for r in a.refresh.split(",")]
     wanted = a.clips.split(",")
     clips = {k: v for k, v in make_clips(a.frames, a.long if "long" in wanted else 0).items() if k in wanted}
@@ -234,6 +237,31 @@ def main() -> None:
         write_sheet(results.pop("_sheet"), a.sheet)
     if a.json:
         a.json.write_text(json.dumps(results, indent=2))
+
+
+def measure_4k(rule, steps: int, workers: int, frames: int = 3) -> None:
+    """Peak resident memory of carrying the edit over a few 3840x2160 frames (a 2-px pan)."""
+    import resource
+
+    import cv2
+
+    from ncaedit.temporal import REFRESH_STEPS
+
+    canvas = cv2.resize(strip(["coffee.jpg", "rocket.jpg"]), None, fx=6, fy=6, interpolation=cv2.INTER_CUBIC)
+    clip = [canvas[:2160, PAN * t : PAN * t + 3840] for t in range(frames)]
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    seconds = list(timed_each(edit_carried(rule, clip, steps, REFRESH_STEPS, workers)))
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"4K (3840x2160), {frames} frames, refresh {REFRESH_STEPS}: peak RSS {peak:.0f} MB (before the clip: {before:.0f} MB, "
+          f"the clip's canvas {canvas.nbytes / 2**20:.0f} MB); seconds a frame: {', '.join(f'{s:.1f}' for s in seconds)}")
+
+
+def timed_each(gen):
+    start = time.perf_counter()
+    for _ in gen:
+        now = time.perf_counter()
+        yield now - start
+        start = now
 
 
 def write_sheet(rows: dict, path: Path, picks=(20, 21, 22)) -> None:

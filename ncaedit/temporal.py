@@ -42,27 +42,30 @@ CUT_VALID = 0.5  # a frame of which less than this fraction was seen in the prev
 FRESH_BLOCK = 32  # uncovered pixels get a fresh pre-state in blocks of this side (each grown by a halo)
 
 
-def fresh_tiles(fresh: np.ndarray, halo: int, block: int = FRESH_BLOCK) -> list[Tile]:
-    """Tiles whose cores cover every True pixel of `fresh` (H, W): the blocks holding one, joined
-    along rows (fewer halos), each run on its core grown by `halo`."""
+def fresh_tiles(fresh: np.ndarray, halo: int, max_side: int, block: int = FRESH_BLOCK) -> list[Tile]:
+    """Tiles whose cores cover every True pixel of `fresh` (H, W): the blocks holding one, joined into
+    runs along rows and runs of equal span down the columns (fewer halos: a pan's new edge is one
+    tile), at most `max_side` pixels long either way (bounded memory), each run on its core grown by `halo`."""
     height, width = fresh.shape
     rows, cols = math.ceil(height / block), math.ceil(width / block)
     padded = np.zeros((rows * block, cols * block), bool)
     padded[:height, :width] = fresh
-    marked = padded.reshape(rows, block, cols, block).any(axis=(1, 3))
+    marked = np.pad(padded.reshape(rows, block, cols, block).any(axis=(1, 3)), ((0, 1), (0, 0)))
+    most = max(1, max_side // block)  # blocks a tile's core may span
+    open_runs: dict[tuple[int, int], int] = {}  # (first, last + 1) block column -> first block row
     tiles = []
-    for by in range(rows):
-        bx = 0
-        while bx < cols:
-            if not marked[by, bx]:
-                bx += 1
-                continue
-            start = bx
-            while bx < cols and marked[by, bx]:
-                bx += 1
-            core = Box(by * block, start * block, min(height, (by + 1) * block), min(width, bx * block))
+    for by in range(rows + 1):  # the padded last row closes every run
+        edges = np.flatnonzero(np.diff(np.pad(marked[by], 1).astype(np.int8)))
+        spans = set()
+        for first, last in zip(edges[::2].tolist(), edges[1::2].tolist()):
+            spans |= {(a, min(last, a + most)) for a in range(first, last, most)}
+        for span in [s for s in open_runs if s not in spans or by - open_runs[s] == most]:
+            top = open_runs.pop(span)
+            core = Box(top * block, span[0] * block, min(height, by * block), min(width, span[1] * block))
             run = Box(max(0, core.top - halo), max(0, core.left - halo), min(height, core.bottom + halo), min(width, core.right + halo))
             tiles.append(Tile(core, run))
+        for span in spans:
+            open_runs.setdefault(span, by)
     return tiles
 
 
@@ -114,7 +117,7 @@ class FlowCarry:
         if fresh is None:
             tiles = plan_tiles(height, width, self.tile or default_tile(self.lead, self.workers), halo=self.lead)
         else:
-            tiles = fresh_tiles(fresh, self.lead)
+            tiles = fresh_tiles(fresh, self.lead, self.tile or default_tile(self.lead, self.workers))
 
         def run(t: Tile):
             return t, self._rollout(frame, t, self.lead, 0)[0, WRITABLE].permute(1, 2, 0).numpy()

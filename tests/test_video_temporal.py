@@ -98,10 +98,13 @@ def test_fresh_tiles_cover_every_fresh_pixel():
     fresh = np.zeros((100, 130), bool)
     fresh[3, 5] = fresh[70:75, 100:129] = fresh[99, 0] = True
     covered = np.zeros_like(fresh)
-    for t in fresh_tiles(fresh, halo=5, block=32):
+    for t in fresh_tiles(fresh, halo=5, max_side=64, block=32):
         covered[t.core.slices()] = True
         assert t.run.top == max(0, t.core.top - 5) and t.run.right == min(130, t.core.right + 5)
+        assert t.core.bottom - t.core.top <= 64 and t.core.right - t.core.left <= 64
     assert covered[fresh].all() and covered.mean() < 0.5
+    everywhere = fresh_tiles(np.ones((100, 130), bool), halo=5, max_side=64, block=32)
+    assert len(everywhere) == 6 and sum(t.core.area for t in everywhere) == 100 * 130
 
 
 def test_carried_result_on_a_still_clip_equals_the_per_frame_result(rule, tmp_path):
