@@ -9,6 +9,7 @@ Clips (640x360, made here, encoded as H.264 like a user's clip and decoded again
   zoom    zooming into a photo by 0.4 % a frame
   rotate  a disk cut from another photo, turning 3 degrees and moving 2 px a frame over a still photo
   cut     a pan over one strip of photos, then a cut to another
+  fade    a still photo darkening to 60 % (the carried edit follows the source's change, the rule less)
   long    the pan, `--long` frames, back and forth: does the carried edit (default refresh) drift?
 Measured on each (in 1/255, outputs as 8-bit frames, not re-encoded):
   warped error  mean |O_t - warp(O_t-1)| over pixels seen in both frames, with the flow estimated on
@@ -93,6 +94,11 @@ def rotate(background: np.ndarray, texture: np.ndarray, frames: int, radius: int
     return out
 
 
+def fade(photo: np.ndarray, frames: int, to: float = 0.6) -> list[np.ndarray]:
+    """A still shot darkening to `to` of its brightness: a change the motion does not explain."""
+    return [np.clip(photo * (1 - (1 - to) * t / max(1, frames - 1)), 0, 255).astype(np.uint8) for t in range(frames)]
+
+
 def through_codec(frames: list[np.ndarray], folder: Path, name: str) -> tuple[list[np.ndarray], Path]:
     """The frames as a user's clip would give them: H.264 at the default quality, decoded again."""
     from ncaedit.video import read_frames, write_video
@@ -110,6 +116,7 @@ def make_clips(frames: int, long: int) -> dict[str, list[np.ndarray]]:
         "zoom": zoom(_photo("rocket.jpg", 342), frames),
         "rotate": rotate(_photo("coffee.jpg", 341), _photo("chelsea.jpg", 300), frames),
         "cut": pan(a, half) + pan(b, frames - half, start=200),
+        "fade": fade(_photo("coffee.jpg", SIZE[1])[:, : SIZE[0]], frames),
     }
     if long:
         clips["long"] = pan(a, long)
@@ -178,7 +185,7 @@ def main() -> None:
     ap.add_argument("--refresh", default="2,4,8", help="refresh steps to measure, comma-separated")
     ap.add_argument("--frames", type=int, default=60)
     ap.add_argument("--long", type=int, default=300, help="frames of the drift clip (0: skip)")
-    ap.add_argument("--clips", default="pan,zoom,rotate,cut,long")
+    ap.add_argument("--clips", default="pan,zoom,rotate,cut,fade,long")
     ap.add_argument("--json", type=Path)
     ap.add_argument("--sheet", type=Path, help="also write a PNG of a few frames side by side (input | per frame | carried)")
     ap.add_argument("--4k", dest="uhd", action="store_true", help="only measure peak memory and time of 3 carried 4K frames")
