@@ -116,7 +116,7 @@ def make_clips(frames: int, long: int) -> dict[str, list[np.ndarray]]:
         "zoom": zoom(_photo("rocket.jpg", 342), frames),
         "rotate": rotate(_photo("coffee.jpg", 341), _photo("chelsea.jpg", 300), frames),
         "cut": pan(a, half) + pan(b, frames - half, start=200),
-        "fade": fade(_photo("coffee.jpg", SIZE[1])[:, : SIZE[0]], frames),
+        "fade": fade(zoom(_photo("coffee.jpg", 341), 1)[0], frames),
     }
     if long:
         clips["long"] = pan(a, long)
