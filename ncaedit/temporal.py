@@ -34,7 +34,7 @@ from ncaedit.errors import NcaError
 from ncaedit.flow import estimate_motion, warp
 from ncaedit.image import to_float
 from ncaedit.noise import uniform_at
-from ncaedit.state import SOURCE, WORKING, WRITABLE, make_state, working_rgb
+from ncaedit.state import WRITABLE, make_state, working_rgb
 from ncaedit.tiling import Box, Tile, default_tile, plan_tiles, run_in_order
 
 REFRESH_STEPS = 4  # default refresh steps per frame (README, "Video": chosen by measurement)
@@ -85,9 +85,7 @@ class FlowCarry:
         self.rule, self.seed, self.tile, self.device, self.workers = rule, seed, tile, device, workers
         self.lead, self.refresh = steps - refresh_steps, refresh_steps
         self.previous: np.ndarray | None = None  # the previous frame, uint8 RGB
-        # (H, W, C - 3) float16: the pre-state where the previous frame's pixels are, its working RGB as
-        # the change from the source: moved onto the next frame's pixels it follows a change of light
-        self.pre: np.ndarray | None = None
+        self.pre: np.ndarray | None = None  # (H, W, C - 3) float16: the pre-state, where the previous frame's pixels are
         self.origin: np.ndarray | None = None  # (H, W, 2): the pixel each cell was born at
         self.cuts = 0  # scene cuts met (frames that started over)
         self.fresh = 0.0  # sum over frames after the first of the fraction of pixels that got a fresh pre-state
@@ -122,9 +120,7 @@ class FlowCarry:
             tiles = fresh_tiles(fresh, self.lead, self.tile or default_tile(self.lead, self.workers))
 
         def run(t: Tile):
-            state = self._rollout(frame, t, self.lead, 0)
-            state[:, WORKING] -= state[:, SOURCE]  # carried as the change from the source (see `pre`)
-            return t, state[0, WRITABLE].permute(1, 2, 0).numpy()
+            return t, self._rollout(frame, t, self.lead, 0)[0, WRITABLE].permute(1, 2, 0).numpy()
 
         for t, core in run_in_order(run, tiles, self.workers):
             rows, cols = t.core.slices()
@@ -144,7 +140,6 @@ class FlowCarry:
         if carried:
             pre = torch.from_numpy(self.pre[rows, cols].astype(np.float32)).permute(2, 0, 1)[None].to(self.device)
             state = torch.cat([source * 2 - 1, pre], dim=1)
-            state[:, WORKING] += state[:, SOURCE]
             fire_fn = self._fires(self.origin[rows, cols])
         else:
             state = make_state(source, self.rule.config.hidden_channels, seed=self.seed, top=t.run.top, left=t.run.left)
