@@ -9,7 +9,7 @@ Clips (640x360, made here, encoded as H.264 like a user's clip and decoded again
   zoom    zooming into a photo by 0.4 % a frame
   rotate  a disk cut from another photo, turning 3 degrees and moving 2 px a frame over a still photo
   cut     a pan over one strip of photos, then a cut to another
-  fade    a still photo darkening to 60 % (the carried edit follows the source's change, the rule less)
+  fade    a still photo darkening to 60 %: a change the motion does not explain
   long    the pan, `--long` frames, back and forth: does the carried edit (default refresh) drift?
 Measured on each (in 1/255, outputs as 8-bit frames, not re-encoded):
   warped error  mean |O_t - warp(O_t-1)| over pixels seen in both frames, with the flow estimated on
