@@ -271,13 +271,15 @@ def timed_each(gen):
         start = now
 
 
-def write_sheet(rows: dict, path: Path, picks=(20, 21, 22)) -> None:
-    """Rows: input, per frame, carried (the first one measured); columns: frames `picks`, half size."""
+def write_sheet(rows: dict, path: Path, picks=(20, 21, 22), box=(100, 150, 260, 390)) -> None:
+    """Rows: input, per frame, carried (the first one measured); columns: frames `picks`, cut to
+    `box` (top, left, bottom, right: the rotating disk's edge) at full size, 8-bit palette (small file)."""
     from PIL import Image
 
+    top, left, bottom, right = box
     names = ["input", "per frame"] + [k for k in rows if k.startswith("carried")][:1]
-    lines = [np.concatenate([rows[n][i][::2, ::2] for i in picks], axis=1) for n in names if n in rows]
-    Image.fromarray(np.concatenate(lines, axis=0)).save(path, optimize=True)
+    lines = [np.concatenate([rows[n][i][top:bottom, left:right] for i in picks], axis=1) for n in names if n in rows]
+    Image.fromarray(np.concatenate(lines, axis=0)).quantize(256).save(path, optimize=True)
 
 
 if __name__ == "__main__":
