@@ -302,6 +302,7 @@ class BatchSummary:
     skipped: list = field(default_factory=list)
     failed: list = field(default_factory=list)
     seconds: float = 0.0
+    notes: list = field(default_factory=list)  # one-line notes on the whole batch (say, a fallback it took)
 
     @property
     def outcomes(self) -> list:
@@ -325,6 +326,8 @@ def apply_files(
     feather: float = 0.0,
     tile: int | None = None,
     carry: bool = False,
+    temporal: str | None = None,
+    refresh_steps: int | None = None,
     device: str = DEFAULT_DEVICE,
     max_pixels: int | None = None,
     on_start: Callable[[list], None] | None = None,
@@ -336,14 +339,17 @@ def apply_files(
     folder `out`; a single input file may instead be written to the file `out`, or beside itself
     when `out` is None. Existing outputs are skipped unless `overwrite`; a bad file is recorded in
     `failed` and the rest go on. The hooks report progress: `on_start(items)`, `on_file(item, total)`,
-    `on_progress(amount)`, `on_outcome(outcome)`."""
+    `on_progress(amount)`, `on_outcome(outcome)`. Videos: `temporal` "flow" carries the edit along the
+    motion (default where OpenCV is installed), "none" edits each frame afresh; `refresh_steps` per frame."""
     from ncaedit.apply import check_apply_options
     from ncaedit.batch import Settings, plan_batch, run_batch
     from ncaedit.device import resolve_device, tile_parallelism
+    from ncaedit.video import video_temporal
 
     rule = Rule.load(rule) if isinstance(rule, (str, Path)) else rule
     steps = rule.default_steps if steps is None else steps
     check_apply_options(steps, mask)
+    temporal, note = video_temporal(temporal, carry, refresh_steps, steps)
     device = resolve_device(device)
     items = plan_batch([str(i) for i in inputs], None if out is None else Path(out), rule.name, fmt, recursive, [rule.path, mask])
     if on_start:
@@ -352,11 +358,14 @@ def apply_files(
     with tile_parallelism(device) as workers:
         settings = Settings(
             steps, seed=seed, tile=tile, strength=strength, mask=None if mask is None else Path(mask), feather=feather,
-            device=device, carry=carry, overwrite=overwrite, workers=workers, max_pixels=max_pixels,
+            device=device, carry=carry, overwrite=overwrite, workers=workers, max_pixels=max_pixels, temporal=temporal,
+            refresh_steps=refresh_steps,
         )
         for outcome in run_batch(rule.network, items, settings, on_file, on_progress):
             getattr(summary, outcome.status).append(outcome)
             if on_outcome:
                 on_outcome(outcome)
+    if note and any(o.item.is_video for o in summary.done):
+        summary.notes.append(note)
     summary.seconds = time.perf_counter() - started
     return summary

@@ -62,6 +62,8 @@ class Settings:
     overwrite: bool = False
     workers: int = 1  # tiles run at once
     max_pixels: int | None = None  # refuse bigger photos (image.DEFAULT_MAX_PIXELS when None)
+    temporal: str = "none"  # videos: "flow" carries the edit along the motion (temporal.py)
+    refresh_steps: int | None = None  # videos, temporal "flow": steps a frame (None: temporal.REFRESH_STEPS)
 
 
 OUTPUT_EXISTS = "output exists (--overwrite redoes it)"
@@ -272,8 +274,10 @@ def _edit_video(rule, item: Item, settings: Settings, on_file, on_progress) -> s
     result = apply_video(
         rule, item.source, item.out, s.steps, s.seed, s.device, s.tile, s.strength, s.mask, s.feather, s.carry,
         on_frame=(lambda done, total: on_progress(1)) if on_progress else None, workers=s.workers,
+        temporal=s.temporal, refresh_steps=s.refresh_steps,
     )
-    return f"{result.frames} frames, flicker {result.flicker_in * 255:.2f} -> {result.flicker_out * 255:.2f} /255"
+    cuts = f", {result.cuts} scene cut{'s' * (result.cuts != 1)}" if result.cuts else ""
+    return f"{result.frames} frames, flicker {result.flicker_in * 255:.2f} -> {result.flicker_out * 255:.2f} /255{cuts}"
 
 
 def _not_to_do(items: list[Item], overwrite: bool, todo: list[Item]) -> Iterator[Outcome]:

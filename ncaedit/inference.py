@@ -92,13 +92,15 @@ class _Band:
 
 def run_inplace(
     rule, state: torch.Tensor, steps: int, seed: int = 0, top: int = 0, left: int = 0, first_step: int = 0,
-    skip_idle: bool | None = None, threads: int | None = None,
+    skip_idle: bool | None = None, threads: int | None = None, fire_fn=None,
 ) -> torch.Tensor:
     """rule.rollout without autograd (the way to apply a rule; reference.py specifies the step). Returns the (B, C, H, W) result as a view of a channels-last
     buffer. `skip_idle` leaves non-firing cells out of the products (default: on a CPU). `threads`
     worker threads share the bands (default: torch.get_num_threads()); with 1, torch's own intra-op
     threads split each op instead. Workers set torch's thread count, which is process-wide, and it is
-    restored afterwards: a caller running several rollouts at once from its own threads passes 1."""
+    restored afterwards: a caller running several rollouts at once from its own threads passes 1.
+    `fire_fn(step, row, rows)`, when given, says which cells of rows row..row+rows fire instead of the
+    position hash (bool (rows, W); a video's cells keep the numbers of where they were born)."""
     b, c, height, width = state.shape
     cfg = rule.config
     on_cpu = state.device.type == "cpu"
@@ -125,7 +127,10 @@ def run_inplace(
     def work(worker: int, src: torch.Tensor, dst: torch.Tensor, step: int) -> None:
         with grad_mode():
             for image, r, n in bands[worker::threads]:
-                fires = firing(cfg.fire_rate, seed, step, top + r, left, n, width, device=src.device)
+                if fire_fn is None:
+                    fires = firing(cfg.fire_rate, seed, step, top + r, left, n, width, device=src.device)
+                else:
+                    fires = fire_fn(step, r, n)
                 workers[worker].run(src, dst, weights, image, r, n, fires, skip_idle)
 
     saved_threads = torch.get_num_threads()

@@ -38,6 +38,7 @@ class Bound:
 BOUNDS: dict[str, Bound] = {
     "steps": Bound(1, MAX_STEPS, integer=True),
     "every": Bound(1, MAX_STEPS, integer=True),
+    "refresh_steps": Bound(0, MAX_STEPS, integer=True),  # videos; at most the steps (video.video_temporal)
     "iterations": Bound(1, 1_000_000, integer=True),
     "seed": Bound(0, MAX_SEED, integer=True),
     "tile": Bound(16, 1_000_000, integer=True),

@@ -117,7 +117,11 @@ def edit_tiles(
         require_finite(core, steps)
         return t, working_rgb(core)[0].permute(1, 2, 0).cpu().numpy(), core[0, HIDDEN].permute(1, 2, 0).cpu().numpy()
 
-    tiles = plan_tiles(height, width, tile or default_tile(steps, workers), halo=steps)
+    yield from run_in_order(run, plan_tiles(height, width, tile or default_tile(steps, workers), halo=steps), workers)
+
+
+def run_in_order(run: Callable, tiles: list, workers: int = 1) -> Iterator:
+    """run(t) for every tile, yielded in order, `workers` at once in threads."""
     if workers <= 1:
         yield from map(run, tiles)
         return

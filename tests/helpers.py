@@ -16,7 +16,11 @@ download is involved anywhere.
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -168,3 +172,13 @@ def redness(rgb) -> float:
     """The quantity redness_clip embeds: mean R - (mean G + mean B) / 2 of an (H, W, 3) array."""
     m = rgb.reshape(-1, 3).mean(0)
     return float(m[0] - (m[1] + m[2]) / 2)
+
+
+# The installed console script, for tests about the process itself (exit codes, signals, start-up):
+# the one beside this interpreter (a virtual environment's), else the one on PATH.
+NCAEDIT = shutil.which("ncaedit", path=os.path.dirname(sys.executable)) or shutil.which("ncaedit")
+
+
+def run(*args, cwd=None):
+    assert NCAEDIT, "the ncaedit console script is not installed (pip install -e '.[dev]')"
+    return subprocess.run([NCAEDIT, *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=300)

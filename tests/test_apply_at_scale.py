@@ -20,36 +20,7 @@ from ncaedit.rule import Rule, RuleConfig
 from ncaedit.nca_format import save_rule
 from ncaedit.video import Flicker, probe_video, read_frames, write_video
 
-from helpers import smooth_photo, write_rgb
-from test_cli import NCAEDIT, run
-
-
-@pytest.fixture
-def rule_file(tmp_path):
-    torch.manual_seed(0)
-    rule = Rule(RuleConfig(hidden_channels=4, width=16))
-    torch.nn.init.normal_(rule.w2.weight, std=0.1)
-    return save_rule(rule, tmp_path / "busy.nca", {"default_steps": 3})
-
-
-@pytest.fixture
-def cli(capsys, monkeypatch):
-    """Run `ncaedit ARGS...` in this process: (exit code, stderr with its line wrapping undone)."""
-    from ncaedit.cli import main
-
-    def call(*args):
-        monkeypatch.setattr(sys, "argv", ["ncaedit", *map(str, args)])
-        capsys.readouterr()
-        try:
-            main()
-            code = 0
-        except SystemExit as exc:
-            code = exc.code or 0
-        return code, " ".join(capsys.readouterr().err.split())
-
-    threads = torch.get_num_threads()
-    yield call
-    torch.set_num_threads(threads)  # `apply` sets torch's threads for its tiles: leave other tests as they were
+from helpers import NCAEDIT, run, smooth_photo, write_rgb
 
 
 @pytest.fixture

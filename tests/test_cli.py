@@ -1,7 +1,6 @@
 """The command line, through the installed `ncaedit` console script."""
 
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -9,15 +8,7 @@ import time
 import numpy as np
 import pytest
 
-from helpers import smooth_photo, stripes, write_rgb
-
-# the script installed beside this interpreter (a virtual environment's), else the one on PATH
-NCAEDIT = shutil.which("ncaedit", path=os.path.dirname(sys.executable)) or shutil.which("ncaedit")
-
-
-def run(*args, cwd=None):
-    assert NCAEDIT, "the ncaedit console script is not installed (pip install -e '.[dev]')"
-    return subprocess.run([NCAEDIT, *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=300)
+from helpers import NCAEDIT, run, smooth_photo, stripes, write_rgb
 
 
 def test_help_is_instant_and_does_not_import_torch():

@@ -24,7 +24,6 @@ from ncaedit.errors import NcaError
 from ncaedit.export import export_page
 from ncaedit.rule import Rule, RuleConfig
 from ncaedit.nca_format import load_rule, save_rule
-from test_apply_at_scale import cli  # noqa: F401  (the fixture: `ncaedit ARGS...` in this process)
 
 CHROMIUM = os.environ.get("NCAEDIT_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
 SOFTWARE_GL = ["--use-angle=swiftshader", "--enable-unsafe-swiftshader", "--ignore-gpu-blocklist"]

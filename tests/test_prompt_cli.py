@@ -10,8 +10,7 @@ from skimage.metrics import structural_similarity
 from ncaedit.image import load_image
 from ncaedit.nca_format import read_metadata
 
-from helpers import redness, redness_clip, smooth_photo, write_rgb
-from test_cli import run
+from helpers import redness, redness_clip, run, smooth_photo, write_rgb
 
 PROMPT_PRESET = """
 mode = "prompt"

@@ -167,7 +167,9 @@ def apply_cmd(
     mask: Optional[Path] = typer.Option(None, help="Edit only where this image is white (grey: partly); stretched to each photo."),
     feather: float = typer.Option(0.0, help="Soften the mask's edges by this many pixels."),
     tile: Optional[int] = typer.Option(None, help="Tile side in pixels: smaller needs less memory, same result (default: sized to the steps and cores)."),
-    carry: bool = typer.Option(False, "--carry", help="Videos: start each frame from the previous frame's hidden state."),
+    carry: bool = typer.Option(False, "--carry", help="Videos: start each frame from the previous frame's hidden state (with --temporal none)."),
+    temporal: Optional[str] = typer.Option(None, "--temporal", help="Videos: flow carries the edit along the motion, none edits every frame from scratch (default: flow where OpenCV is installed)."),
+    refresh_steps: Optional[int] = typer.Option(None, "--refresh-steps", help="Videos, --temporal flow: steps run on each frame over the carried edit, 0 to --steps (default: 4)."),
     device: Device = DEFAULT_DEVICE,
     max_pixels: MaxPixels = None,
     ray: Optional[str] = typer.Option(None, "--ray", metavar="[ADDRESS]", help='Edit the photos on Ray (pip install "ncaedit\\[ray]"): alone, Ray on this machine; auto, this machine\'s cluster; ray://HOST:10001, a remote one. INPUT and --out may then be s3://, gs:// or abfs:// URIs. Videos stay on the local path.'),
@@ -202,10 +204,12 @@ def apply_cmd(
 
         summary = apply_files(
             rule, inputs, out, recursive=recursive, overwrite=overwrite, fmt=fmt, steps=steps, seed=seed, strength=strength, mask=mask,
-            feather=feather, tile=tile, carry=carry, device=device, max_pixels=max_pixels,
+            feather=feather, tile=tile, carry=carry, temporal=temporal, refresh_steps=refresh_steps, device=device, max_pixels=max_pixels,
             on_start=on_start, on_file=on_file, on_progress=lambda x: bar.advance(bar.current, x), on_outcome=on_outcome,
         )
         bar.update(bar.current, visible=False)
+    for note in summary.notes:
+        console.print(note, soft_wrap=True, markup=False)
     _report_batch(summary, single=len(started) == 1, out=out, console=console)
 
 
