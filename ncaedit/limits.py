@@ -53,7 +53,7 @@ BOUNDS: dict[str, Bound] = {
     "pool": Bound(1, 100_000, integer=True),
     "steps_min": Bound(1, 10_000, integer=True),
     "steps_max": Bound(1, 10_000, integer=True),
-    "checkpoint_every": Bound(0, 10_000, integer=True),
+    **{name: Bound(0, 10_000, integer=True) for name in ("checkpoint_every", "grad_checkpoint_every")},  # the old preset key and its name now
     "cutouts": Bound(1, 1024, integer=True),
     "projections": Bound(1, 4096, integer=True),
     "fps": Bound(0.1, 240),
