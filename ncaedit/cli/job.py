@@ -64,10 +64,8 @@ def run_job(job: Job, mode: Mode, console, progress) -> dict:
     from ncaedit.apply import apply_rule
     from ncaedit.device import resolve_device
     from ncaedit.image import WRITE_SUFFIXES, save_image
-    from ncaedit.limits import check_number
     from ncaedit.nca_format import save_rule_or_rescue
 
-    check_number("steps", job.steps)
     job.device = resolve_device(job.device)
     out, rule_path, ckpt = output_paths(job, f"{job.photo.stem}-{mode.name}")
     if rule_path.suffix.lower() != ".nca" or out.suffix.lower() == ".nca":
