@@ -68,9 +68,9 @@ class TrainConfig:
     # augmented crops (augment.py), so the rule also restyles photos it was not trained on
     augment_scale: float = 0.25  # crops cut at a scale up to this fraction larger or smaller
     augment_flips: bool = True  # mirrored, flipped or transposed
-    augment_jitter: float = 0.2  # brightness, contrast and saturation change by up to this fraction
-    augment_hue: float = 0.05  # hue turns by up to this fraction of a turn
-    tv_weight: float = 0.0  # total variation of the result's change from the photo, against speckle
+    augment_jitter: float = 0.4  # brightness, contrast and saturation change by up to this fraction
+    augment_hue: float = 0.5  # hue turns by up to this fraction of a turn (0.5: any hue, so other palettes restyle too)
+    tv_weight: float = 0.3  # total variation of the result's change from the photo, against speckle
 
     def augment(self):
         """The augmentation these settings describe (augment.Augment; imported here so that this module stays free of torch)."""
