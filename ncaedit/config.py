@@ -106,7 +106,7 @@ class StyleLossConfig:
     content: str = "layout"  # "layout" (low-passed luminance) or "features" (loss-net features)
     content_weight: float = 0.3
     layout_blur: float = 2.0  # for content "layout": the Gaussian sigma, in pixels, below which detail is free
-    colour_weight: float = 10.0  # colour distances relative to the style's are small numbers
+    colour_weight: float = 3.0  # the style's palette; 10 held texture and layout back (benchmarks/quality.py)
     overflow_weight: float = 10.0
     style_size: int = 256  # the style image's longer side when its features are taken
     projections: int = 32  # random directions per layer for "sw"
