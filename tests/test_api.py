@@ -122,6 +122,16 @@ def test_apply_files_reports_done_skipped_failed(tmp_path):
     assert len(again.skipped) == 2 and not again.done and "exists" in again.skipped[0].detail
 
 
+def test_a_batch_of_photos_does_not_import_opencv(tmp_path):
+    """OpenCV (about 0.2 s to import) is for videos; finding out whether it is installed must not load it."""
+    _random_rule().save(tmp_path / "r.nca")
+    write_rgb(tmp_path / "a.png", smooth_photo(16, 16))
+    code = "import sys, ncaedit; ncaedit.apply_files(sys.argv[1], [sys.argv[2]], sys.argv[3], steps=2); print('cv2' in sys.modules)"
+    probe = subprocess.run([sys.executable, "-c", code, str(tmp_path / "r.nca"), str(tmp_path / "a.png"), str(tmp_path / "out")], capture_output=True, text=True)
+    assert probe.returncode == 0, probe.stderr
+    assert probe.stdout.strip() == "False" and (tmp_path / "out" / "a.png").exists()
+
+
 def test_library_messages_name_parameters_and_the_command_line_its_flags(tmp_path):
     rule = _random_rule()
     with pytest.raises(ncaedit.NcaError) as exc:
