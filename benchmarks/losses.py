@@ -216,8 +216,8 @@ def main():
     args = ap.parse_args()
     torch.set_num_threads(1)  # the machine is shared; one thread per run, runs side by side
     names = args.candidates.split(",") if args.candidates else list(candidates())
-    # Candidates are changes to the version-0.1 loss: random pyramid, Gram, feature content term.
-    base = StyleLossConfig(content_weight=args.content_weight, texture_weight=0.0, content="features")
+    # Candidates are changes to the version-0.1 loss: random pyramid, Gram, feature content term, colour 10.
+    base = StyleLossConfig(content_weight=args.content_weight, texture_weight=0.0, content="features", colour_weight=10.0)
     rows = {n: {"scores": [], "seconds": 0.0} for n in names}
     for photo_name, style_name in [] if args.cost_only else PAIRS[args.skip : args.skip + args.pairs]:
         photo = fit_long_side(load_image(ROOT / "sample_images" / photo_name).rgb, args.size)
