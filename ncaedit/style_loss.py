@@ -61,10 +61,9 @@ def layout_distance(out: torch.Tensor, src: torch.Tensor, sigma: float) -> torch
         k = (k / k.sum()).view(1, 1, 1, -1)
         both = F.conv2d(F.pad(both, (radius, radius, 0, 0), mode="reflect"), k)
         both = F.conv2d(F.pad(both, (0, 0, radius, radius), mode="reflect"), k.transpose(2, 3))
-    a, b = both.chunk(2)
+    a, b = (x.flatten(1) - x.flatten(1).mean(1, keepdim=True) for x in both.chunk(2))
     # The floor on the denominator (standard deviations of about 3 % of the range) leaves flat regions,
     # a clear sky, free rather than amplifying their noise.
-    a, b = a.flatten(1) - a.flatten(1).mean(1, keepdim=True), b.flatten(1) - b.flatten(1).mean(1, keepdim=True)
     corr = (a * b).mean(1) / (a.pow(2).mean(1) * b.pow(2).mean(1)).clamp_min(1e-6).sqrt()
     return (1 - corr).mean()
 
