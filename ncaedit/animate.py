@@ -15,7 +15,7 @@ from ncaedit.image import to_samples
 from ncaedit.inference import run_inplace
 from ncaedit.paths import atomic_output
 from ncaedit.rule import Rule
-from ncaedit.state import make_state, require_finite, working_rgb
+from ncaedit.state import make_state, photo_levels, require_finite, working_rgb
 
 SUFFIXES = (".gif", ".mp4")
 HOLD_LAST_MS = 1000  # a GIF rests on the finished edit before it loops
@@ -30,7 +30,8 @@ def rollout_frames(
     """uint8 (H, W, 3) frames of the working RGB at steps 0, every, 2*every, ..., and at `steps`."""
     check_frame_memory(steps, every, rgb.shape[1], rgb.shape[0])
     rule = rule.to(device)
-    state = make_state(torch.from_numpy(rgb).permute(2, 0, 1)[None].to(device), rule.config.hidden_channels, seed=seed)
+    levels = photo_levels(rgb, rule.config.photo_contrast)
+    state = make_state(torch.from_numpy(rgb).permute(2, 0, 1)[None].to(device), rule.config.hidden_channels, seed=seed, levels=levels)
 
     def frame():
         return to_samples(working_rgb(state)[0].permute(1, 2, 0).cpu().numpy(), np.uint8)

@@ -36,6 +36,9 @@ class RuleConfig:
     width: int = 48  # hidden units of the per-cell MLP
     fire_rate: float = 0.5  # probability that a cell updates in a step
     padding: str = "replicate"  # photos have edges: replicate, not circular (no left/right bleed)
+    # the rule reads every photo levelled: mean colour moved to mid-grey, RMS contrast scaled to this
+    # (state.photo_levels), so it restyles dark and bright photos alike; 0 reads photos as they are
+    photo_contrast: float = 0.25  # about a typical photo's; 0.15-0.4 measured alike (benchmarks/quality.py)
 
     @property
     def channels(self) -> int:
@@ -46,6 +49,8 @@ class RuleConfig:
             raise NcaError("rule: hidden_channels must be >= 0 and width >= 1")
         if not 0 < self.fire_rate <= 1:
             raise NcaError("rule: fire_rate must be in (0, 1]")
+        if not 0 <= self.photo_contrast <= 1:
+            raise NcaError("rule: photo_contrast must be in [0, 1]")
         if self.padding not in PADDINGS:
             raise NcaError(f"rule: padding must be one of {', '.join(PADDINGS)}")
 

@@ -62,6 +62,7 @@ BOUNDS: dict[str, Bound] = {
     "style_scale": Bound(0.01, 16),
     "lr": Bound(0, 1, above_low=True),
     "fire_rate": Bound(0, 1, above_low=True),
+    "photo_contrast": Bound(0, 1),
     "layout_blur": Bound(0, 1000),
     "aesthetic": Bound(0, 10),
     "workers": Bound(1, 1_000_000, integer=True),  # Ray actors

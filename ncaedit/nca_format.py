@@ -37,6 +37,7 @@ FORMAT_VERSION = 1
 _TENSORS = ("w1.weight", "w1.bias", "w2.weight")
 SETTINGS = ("arch", "default_steps")  # metadata that changes what the rule does: covered by settings_sha256
 DEFAULT_STEPS = 32  # for files that do not say
+ADDED_ARCH = {"photo_contrast": 0.0}  # arch keys newer than some files, with the value that reads those files as written
 _MAX_HEADER = 1 << 20
 _MAX_FILE = 64 << 20  # rules are kilobytes; anything this large is not one
 _BAD_JSON = (ValueError, KeyError, TypeError, IndexError, AttributeError, OverflowError, RecursionError)
@@ -134,9 +135,9 @@ def _check_metadata(meta: dict, path: Path) -> None:
     """Refuse metadata whose acted-on fields have the wrong type, range or shape (see the module's doc)."""
     arch = meta.get("arch")
     names = [f.name for f in fields(RuleConfig)]
-    if not isinstance(arch, dict) or sorted(arch) != sorted(names):
+    if not isinstance(arch, dict) or not set(names) - set(ADDED_ARCH) <= set(arch) <= set(names):
         raise NcaError(f"{path}: rule metadata 'arch' must hold exactly {', '.join(names)}; the file was altered or damaged")
-    for name in names:
+    for name in arch:
         if name == "padding":
             if arch[name] not in PADDINGS:
                 raise NcaError(f"{path}: rule metadata arch.padding must be one of {', '.join(PADDINGS)}, got {arch[name]!r}")
@@ -180,4 +181,5 @@ def _parse(path: Path) -> tuple[bytes, dict]:
     if 8 + n + end != len(data):
         raise NcaError(f"{path}: rule file is truncated or has trailing data")
     _check_metadata(meta, path)
+    meta["arch"] = ADDED_ARCH | meta["arch"]  # after the checksum check: it covers the arch as stored
     return data, meta

@@ -6,6 +6,11 @@ Channel layout of a state tensor of shape (B, C, H, W), with C = 6 + hidden chan
     3-5   working RGB: the edited image; starts as a copy of the source
     6-    hidden channels: the rule's scratch memory; start as small noise
 
+Levels: the source and working RGB start from the photo levelled for the rule (`photo_levels`: its
+mean colour moved to mid-grey, its contrast scaled to the rule's photo_contrast), so that a rule
+trained on a dark photo reads a bright one as it read its own; the edit is blended with the photo
+itself (apply.blend).
+
 Value range: RGB is stored as 2 * rgb - 1, so [0, 1] pixel values become [-1, 1]; the hidden
 channels start uniform in [-HIDDEN_NOISE, HIDDEN_NOISE]. Training penalises any channel that
 leaves [-1, 1] (the overflow loss), and the working RGB is clamped to [-1, 1] on output.
@@ -13,6 +18,10 @@ leaves [-1, 1] (the overflow loss), and the working RGB is clamped to [-1, 1] on
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
+
+import numpy as np
 import torch
 
 from ncaedit.noise import position_uniform
@@ -22,16 +31,49 @@ WORKING = slice(3, 6)
 HIDDEN = slice(6, None)
 WRITABLE = slice(3, None)
 HIDDEN_NOISE = 0.1
+LEVELS_PIXELS = 1 << 20  # levels are measured on a regular subsample of at most about this many pixels
+MIN_CONTRAST = 0.05  # a flat photo's contrast is counted as this, so its noise is not blown up
 
 
-def make_state(rgb: torch.Tensor, hidden_channels: int, seed: int = 0, top: int = 0, left: int = 0) -> torch.Tensor:
-    """Initial state for photos `rgb` of shape (B, 3, H, W) in [0, 1].
+@dataclass(frozen=True)
+class Levels:
+    """rgb -> rgb * gain + offset, clipped to [0, 1]: one photo's levelling, the same in every tile."""
+
+    gain: float
+    offset: tuple[float, float, float]
+
+    def __call__(self, rgb: torch.Tensor) -> torch.Tensor:
+        """(..., 3, H, W) in [0, 1] -> levelled, same shape."""
+        offset = torch.tensor(self.offset, dtype=rgb.dtype, device=rgb.device)[:, None, None]
+        return (rgb * self.gain + offset).clamp(0, 1)
+
+
+def photo_levels(rgb: np.ndarray, contrast: float) -> Levels | None:
+    """The levels of a whole photo (H, W, 3+; uint8, uint16 or float in [0, 1]) that move its mean
+    colour to mid-grey and its RMS contrast (the per-channel variances' mean, square-rooted) to
+    `contrast`. None when `contrast` is 0: the rule reads the photo as it is. Measured on every
+    stride-th pixel of every stride-th row, so a huge photo costs what a megapixel does."""
+    if contrast <= 0:
+        return None
+    from ncaedit.image import to_float
+
+    h, w = rgb.shape[:2]
+    stride = max(1, math.ceil(math.sqrt(h * w / LEVELS_PIXELS)))
+    sample = to_float(rgb[::stride, ::stride, :3]).reshape(-1, 3).astype(np.float64)
+    gain = contrast / max(math.sqrt(sample.var(0).mean()), MIN_CONTRAST)
+    return Levels(gain, tuple(float(0.5 - m * gain) for m in sample.mean(0)))
+
+
+def make_state(
+    rgb: torch.Tensor, hidden_channels: int, seed: int = 0, top: int = 0, left: int = 0, levels: Levels | None = None
+) -> torch.Tensor:
+    """Initial state for photos `rgb` of shape (B, 3, H, W) in [0, 1], levelled by `levels` (None: as they are).
 
     `top`/`left` place the batch inside a larger image, so that hidden noise depends on the absolute
     pixel position (tiles of one photo get the same noise as the whole photo).
     """
     b, _, h, w = rgb.shape
-    colour = rgb * 2 - 1
+    colour = (rgb if levels is None else levels(rgb)) * 2 - 1
     noise = torch.stack(
         [position_uniform(seed, -1 - c, top, left, h, w, device=rgb.device) for c in range(hidden_channels)]
     )

@@ -34,7 +34,7 @@ from ncaedit.errors import NcaError
 from ncaedit.flow import estimate_motion, warp
 from ncaedit.image import to_float
 from ncaedit.noise import uniform_at
-from ncaedit.state import WRITABLE, make_state, require_finite, working_rgb
+from ncaedit.state import WRITABLE, make_state, photo_levels, require_finite, working_rgb
 from ncaedit.tiling import Box, Tile, default_tile, plan_tiles, run_in_order
 
 REFRESH_STEPS = 4  # default refresh steps per frame (README, "Video": chosen by measurement)
@@ -85,6 +85,7 @@ class FlowCarry:
         self.rule, self.seed, self.tile, self.device, self.workers = rule, seed, tile, device, workers
         self.lead, self.refresh = steps - refresh_steps, refresh_steps
         self.previous: np.ndarray | None = None  # the previous frame, uint8 RGB
+        self.levels = None  # the current frame's (state.photo_levels)
         self.pre: np.ndarray | None = None  # (H, W, C - 3) float16: the pre-state, where the previous frame's pixels are
         self.origin: np.ndarray | None = None  # (H, W, 2): the pixel each cell was born at
         self.cuts = 0  # scene cuts met (frames that started over)
@@ -94,6 +95,7 @@ class FlowCarry:
         """Edit the next frame (uint8 RGB (H, W, 3)). Yields, tile by tile, the tile and the edited RGB of
         its core (float32 (h, w, 3) in [0, 1]); the None stands where tiling.edit_tiles gives a hidden state."""
         height, width = frame.shape[:2]
+        self.levels = photo_levels(frame, self.rule.config.photo_contrast)
         motion = None if self.previous is None else estimate_motion(self.previous, frame)
         if motion is not None and motion.valid_fraction < CUT_VALID:
             motion, self.cuts = None, self.cuts + 1
@@ -139,10 +141,10 @@ class FlowCarry:
         fire_fn = None
         if carried:
             pre = torch.from_numpy(self.pre[rows, cols].astype(np.float32)).permute(2, 0, 1)[None].to(self.device)
-            state = torch.cat([source * 2 - 1, pre], dim=1)
+            state = torch.cat([(source if self.levels is None else self.levels(source)) * 2 - 1, pre], dim=1)
             fire_fn = self._fires(self.origin[rows, cols])
         else:
-            state = make_state(source, self.rule.config.hidden_channels, seed=self.seed, top=t.run.top, left=t.run.left)
+            state = make_state(source, self.rule.config.hidden_channels, seed=self.seed, top=t.run.top, left=t.run.left, levels=self.levels)
         if steps:
             state = run_inplace(self.rule, state, steps, seed=self.seed, top=t.run.top, left=t.run.left, first_step=first_step, fire_fn=fire_fn)
             require_finite(state, first_step + steps)

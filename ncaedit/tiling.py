@@ -23,7 +23,7 @@ import torch
 from ncaedit.image import to_float
 from ncaedit.inference import run_inplace
 from ncaedit.rule import Rule
-from ncaedit.state import HIDDEN, make_state, require_finite, working_rgb
+from ncaedit.state import HIDDEN, make_state, photo_levels, require_finite, working_rgb
 
 # By default the tiles being run at one time cover at most RUN_PIXELS pixels, halos included (a few
 # hundred MB of working memory for an 18-channel rule), and a tile's core is never below MIN_TILE, so
@@ -100,12 +100,13 @@ def edit_tiles(
     torch's intra-op threads, which stalls when other processes compete for the cores.
     """
     height, width = rgb.shape[:2]
+    levels = photo_levels(rgb, rule.config.photo_contrast)  # of the whole photo: every tile is levelled alike
 
     @torch.no_grad()  # here, not on edit_tiles: grad mode is per thread
     def run(t: Tile) -> tuple[Tile, np.ndarray, np.ndarray]:
         rows, cols = t.run.slices()
         source = torch.from_numpy(to_float(rgb[rows, cols])).permute(2, 0, 1)[None].to(device)
-        state = make_state(source, rule.config.hidden_channels, seed=seed, top=t.run.top, left=t.run.left)
+        state = make_state(source, rule.config.hidden_channels, seed=seed, top=t.run.top, left=t.run.left, levels=levels)
         if hidden is not None:
             state[:, HIDDEN] = torch.from_numpy(hidden[rows, cols]).permute(2, 0, 1)[None].to(device)
         for first in range(0, steps, PROGRESS_STEPS):

@@ -29,7 +29,7 @@ from ncaedit.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from ncaedit.config import CHECKPOINT_INTERVAL, TrainConfig
 from ncaedit.errors import NcaError
 from ncaedit.rule import Rule, RuleConfig, rollout
-from ncaedit.state import SOURCE, WORKING, make_state
+from ncaedit.state import SOURCE, WORKING, make_state, photo_levels
 from ncaedit.stop import StopOnSignals
 
 
@@ -77,10 +77,14 @@ def run_identity(photos: list[np.ndarray], rule_config: RuleConfig, config: Trai
 
 
 class CropSampler:
-    """Random square crops (as (3, crop, crop) tensors in [0, 1]) from a list of photos, augmented (augment.py)."""
+    """Random square crops (as (3, crop, crop) tensors in [0, 1]) from a list of photos, each levelled
+    as a whole to `contrast` (state.photo_levels, as applying the rule does), augmented (augment.py)."""
 
-    def __init__(self, photos: list[np.ndarray], crop: int, rng: random.Random, augment: Augment | None = None):
-        self.photos = [torch.from_numpy(p).permute(2, 0, 1).contiguous() for p in photos]
+    def __init__(self, photos: list[np.ndarray], crop: int, rng: random.Random, augment: Augment | None = None, contrast: float = 0.0):
+        self.photos = []
+        for p in photos:
+            levels, rgb = photo_levels(p, contrast), torch.from_numpy(p).permute(2, 0, 1)
+            self.photos.append((rgb if levels is None else levels(rgb)).contiguous())
         for p in self.photos:
             if min(p.shape[1:]) < crop:
                 raise NcaError(f"a training photo is smaller than the {crop}-pixel crop; use a smaller --crop")
@@ -273,7 +277,7 @@ def train_rule(
     """
     config.validate()
     run = new_run(rule_config, config, device)
-    sample = CropSampler(photos, config.crop, run.rng, config.augment())
+    sample = CropSampler(photos, config.crop, run.rng, config.augment(), rule_config.photo_contrast)
     identity = run_identity(photos, rule_config, config, checkpointing.key) if checkpointing else ""
     if checkpointing and checkpointing.resume:
         resume(run, checkpointing.path, identity)

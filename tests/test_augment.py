@@ -32,6 +32,18 @@ def test_no_augmentation_cuts_plain_crops():
     assert torch.equal(crop, torch.from_numpy(photo).permute(2, 0, 1))
 
 
+def test_crops_are_cut_from_the_photo_levelled_as_a_whole():
+    """Training reads each photo as applying the rule does: levelled by its whole-photo levels."""
+    from ncaedit.state import photo_levels
+
+    photo = np.random.default_rng(0).uniform(0, 0.3, (40, 60, 3)).astype(np.float32)  # dark
+    crops = CropSampler([photo], 40, random.Random(0), Augment(), contrast=0.2)(4)
+    whole = photo_levels(photo, 0.2)(torch.from_numpy(photo).permute(2, 0, 1))
+    for crop in crops:
+        assert any(torch.equal(crop, whole[:, :, x : x + 40]) for x in range(21))
+    assert 0.45 < float(crops.mean()) < 0.55  # near grey, where the dark photo was near black
+
+
 def test_flips_only_rearrange_pixels():
     x = torch.rand(3, 16, 16)
     for seed in range(8):

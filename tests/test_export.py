@@ -158,8 +158,8 @@ def rgb_of(path) -> np.ndarray:
 @pytest.mark.parametrize(
     "config, seed",
     [
-        (RuleConfig(), 3),  # the default layout: 18 channels in 4 textures, fire rate 0.5
-        (RuleConfig(hidden_channels=5, width=22, fire_rate=1.0, padding="reflect"), 0),
+        (RuleConfig(), 3),  # the default layout: 18 channels in 4 textures, fire rate 0.5, the photo levelled
+        (RuleConfig(hidden_channels=5, width=22, fire_rate=1.0, padding="reflect", photo_contrast=0.0), 0),  # the photo as it is
         (RuleConfig(hidden_channels=8, width=24, fire_rate=0.7, padding="zeros"), 12345678901),  # a seed past 2^32
     ],
 )
@@ -190,7 +190,7 @@ def test_page_matches_ncaedit_apply(browser, tmp_path, cli, config, seed):
 
 
 def test_controls(browser, tmp_path):
-    rule_path = random_rule(tmp_path / "rule.nca", RuleConfig(hidden_channels=4, width=16), default_steps=5)
+    rule_path = random_rule(tmp_path / "rule.nca", RuleConfig(hidden_channels=4, width=16, photo_contrast=0.0), default_steps=5)  # reads the photo unlevelled
     export_page(rule_path)
     photo = write_rgb(tmp_path / "photo.png", smooth_photo(24, 32))
     page = open_page(browser, tmp_path / "rule.html")

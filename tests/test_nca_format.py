@@ -96,3 +96,30 @@ def test_pickle_payload_is_never_unpickled(tmp_path, monkeypatch):
         with pytest.raises(NcaError):
             load_rule(p)
     assert not (tmp_path / "PWNED").exists()
+
+
+def test_a_rule_file_older_than_photo_levels_reads_photos_as_they_are(tmp_path):
+    """Files written before RuleConfig.photo_contrast existed have no such arch key: they load with 0
+    (the photo unlevelled, as they were trained), and the key stays covered by the settings checksum."""
+    from ncaedit.nca_format import _settings_checksum
+
+    path = save_rule(trained_rule(), tmp_path / "r.nca")
+    assert read_metadata(path)["arch"]["photo_contrast"] == RuleConfig().photo_contrast > 0
+
+    def as_older(meta):
+        del meta["arch"]["photo_contrast"]
+        meta["settings_sha256"] = _settings_checksum(meta)
+
+    rewrite_metadata(path, as_older)
+    assert load_rule(path).rule.config.photo_contrast == 0 and read_metadata(path)["arch"]["photo_contrast"] == 0
+    rewrite_metadata(path, lambda m: m["arch"].update(photo_contrast=0.3))  # added without the checksum: an edit
+    with pytest.raises(NcaError, match="do not match their checksum"):
+        load_rule(path)
+
+
+@pytest.mark.parametrize("value", [-0.1, 1.5, "0.2", None])
+def test_photo_contrast_out_of_range_is_refused(tmp_path, value):
+    path = save_rule(trained_rule(), tmp_path / "r.nca")
+    rewrite_metadata(path, lambda m: (m["arch"].update(photo_contrast=value), m.pop("settings_sha256")))
+    with pytest.raises(NcaError, match="photo_contrast"):
+        load_rule(path)

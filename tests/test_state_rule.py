@@ -93,3 +93,41 @@ def test_bad_rule_config(bad):
 
     with pytest.raises(NcaError):
         Rule(RuleConfig(**bad))
+
+
+def test_photo_levels_move_the_mean_to_grey_and_set_the_contrast():
+    import numpy as np
+
+    from ncaedit.state import MIN_CONTRAST, photo_levels
+
+    from helpers import smooth_photo
+
+    dark = smooth_photo(40, 50) * 0.5 + np.float32([0.05, 0.1, 0.0])  # dark and blue-green: far from the target
+    levels = photo_levels(dark, 0.2)
+    unclipped = dark * levels.gain + np.float32(levels.offset)
+    assert np.allclose(unclipped.mean((0, 1)), 0.5, atol=1e-4)
+    assert np.sqrt(unclipped.var((0, 1)).mean()) == pytest.approx(0.2, rel=1e-4)
+    levelled = levels(torch.from_numpy(dark).permute(2, 0, 1))
+    assert levelled.min() >= 0 and levelled.max() <= 1 and torch.allclose(levelled, torch.from_numpy(unclipped).permute(2, 0, 1).clamp(0, 1))
+    # measured on a subsample: a photo too large to read whole is levelled as its stride-th pixels are
+    big = np.repeat(np.repeat((dark * 255).astype(np.uint8), 30, 0), 30, 1)  # 1.8 megapixels of 30x30 blocks
+    assert photo_levels(big, 0.2).gain == pytest.approx(photo_levels(big[::2, ::2], 0.2).gain, rel=1e-6)
+    assert photo_levels(np.full((8, 8, 3), 0.3, np.float32), 0.2).gain == pytest.approx(0.2 / MIN_CONTRAST)  # flat: bounded gain
+    assert photo_levels(dark, 0.0) is None  # the rule reads the photo as it is
+
+
+def test_a_levelled_rule_edits_a_darker_flatter_copy_of_a_photo_as_the_photo():
+    """What levelling is for: a rule trained on a dark photo restyles bright ones as it did its own."""
+    import numpy as np
+
+    from ncaedit.apply import apply_rule
+    from ncaedit.image import Photo
+
+    from helpers import smooth_photo
+
+    photo = smooth_photo(30, 40)
+    darker = photo * 0.4 + 0.05  # every channel: less light, less contrast
+    for contrast, alike in ((0.2, True), (0.0, False)):
+        rule = random_rule(hidden_channels=4, width=16, photo_contrast=contrast)
+        a, b = (apply_rule(rule, Photo(p.astype(np.float32)), 8, seed=1).rgb for p in (photo, darker))
+        assert (np.abs(a - b).max() < 1e-4) == alike, np.abs(a - b).max()

@@ -9,7 +9,7 @@ from ncaedit.image import Photo, load_image, save_image, to_float, to_samples
 from ncaedit.mask import load_mask
 from ncaedit.paths import atomic_output
 from ncaedit.rule import Rule, RuleConfig, rollout
-from ncaedit.state import HIDDEN, make_state, working_rgb
+from ncaedit.state import HIDDEN, make_state, photo_levels, working_rgb
 from ncaedit.tiling import edit_tiles, plan_tiles
 
 from helpers import smooth_photo
@@ -25,7 +25,8 @@ def busy_rule(seed=0) -> Rule:
 
 @torch.no_grad()
 def untiled(rule, rgb_float, steps, seed, hidden=None):
-    state = make_state(torch.from_numpy(rgb_float).permute(2, 0, 1)[None], rule.config.hidden_channels, seed=seed)
+    levels = photo_levels(rgb_float, rule.config.photo_contrast)  # of the whole photo, as every tile reads it
+    state = make_state(torch.from_numpy(rgb_float).permute(2, 0, 1)[None], rule.config.hidden_channels, seed=seed, levels=levels)
     if hidden is not None:
         state[:, HIDDEN] = torch.from_numpy(hidden).permute(2, 0, 1)[None]
     state = rollout(rule, state, steps, seed=seed)

@@ -12,6 +12,8 @@
   const MAX_SIDE = 4096; // photos larger than this (or than the GPU's limit) are scaled down
   const MIN_SIDE = 8; // as ncaedit.image.MIN_SIDE
   const HIDDEN_NOISE = 0.1; // as ncaedit.state.HIDDEN_NOISE
+  const LEVELS_PIXELS = 1 << 20; // as ncaedit.state.LEVELS_PIXELS
+  const MIN_CONTRAST = 0.05; // as ncaedit.state.MIN_CONTRAST
 
   const arch = data.arch;
   const C = 6 + arch.hidden_channels; // channels
@@ -71,12 +73,15 @@ float uniformAt(uint key, ivec2 p) { // noise.position_uniform at pixel p (x, y)
   uint h = mix32(mix32(uint(p.y) + key) ^ (uint(p.x) * 0x27D4EB2Du));
   return float(h >> 8u) * (1.0 / 16777216.0);
 }
+uniform float levelGain; // state.Levels: the photo as the rule reads it
+uniform vec3 levelOffset;
+vec3 levelled(vec3 rgb) { return clamp(rgb * levelGain + levelOffset, 0.0, 1.0); }
 `;
   const range = (n) => Array.from({ length: n }, (_, i) => i);
   const stateSamplers = range(T).map((t) => `uniform sampler2D s${t};`).join("\n");
   const outputs = range(T).map((t) => `layout(location = ${t}) out vec4 o${t};`).join("\n");
 
-  // The cell value of texture t (0: the photo, as 2*rgb-1; then state texture t-1) at pixel q,
+  // The cell value of texture t (0: the levelled photo, as 2*rgb-1; then state texture t-1) at pixel q,
   // with the rule's padding outside the image (rule.pad_cells).
   function cellFunctions() {
     const index = {
@@ -87,7 +92,7 @@ float uniformAt(uint key, ivec2 p) { // noise.position_uniform at pixel p (x, y)
     }[arch.padding];
     const outside = arch.padding === "zeros" ? "if (any(lessThan(q, ivec2(0))) || any(greaterThanEqual(q, size))) return vec4(0.0);" : "";
     const fns = range(1 + T).map((t) => {
-      const read = t === 0 ? "vec4(texelFetch(src, padded(q), 0).rgb * 2.0 - 1.0, 0.0)" : `texelFetch(s${t - 1}, padded(q), 0)`;
+      const read = t === 0 ? "vec4(levelled(texelFetch(src, padded(q), 0).rgb) * 2.0 - 1.0, 0.0)" : `texelFetch(s${t - 1}, padded(q), 0)`;
       return `vec4 cell${t}(ivec2 q) { ${outside} return ${read}; }`;
     });
     return `ivec2 padded(ivec2 q) { ${index} }\n${fns.join("\n")}`;
@@ -148,7 +153,7 @@ void main() {
 }`;
   }
 
-  // state.make_state: working RGB = the photo, hidden channels = uniform noise in +-HIDDEN_NOISE.
+  // state.make_state: working RGB = the levelled photo, hidden channels = uniform noise in +-HIDDEN_NOISE.
   function initShader() {
     const hidden = Math.max(1, arch.hidden_channels);
     const value = (ch) => (ch < 6 ? `rgb[${ch - 3}]` : ch < C ? `(uniformAt(keys[${ch - 6}], p) * 2.0 - 1.0) * ${HIDDEN_NOISE.toFixed(6)}` : "0.0");
@@ -159,7 +164,7 @@ uniform uint keys[${hidden}];
 ${outputs}
 void main() {
   ivec2 p = ivec2(gl_FragCoord.xy);
-  vec3 rgb = texelFetch(src, p, 0).rgb * 2.0 - 1.0;
+  vec3 rgb = levelled(texelFetch(src, p, 0).rgb) * 2.0 - 1.0;
   ${write.join("\n  ")}
 }`;
   }
@@ -309,7 +314,39 @@ void main() {
       freeSim(s);
       return null;
     }
+    s.levels = photoLevels(s);
     return s;
+  }
+
+  // state.photo_levels, measured on the photo as uploaded: every stride-th pixel of every stride-th row.
+  function photoLevels(s) {
+    if (!(arch.photo_contrast > 0)) return { gain: 1, offset: [0, 0, 0] }; // older rules read the photo as it is
+    const stride = Math.max(1, Math.ceil(Math.sqrt((s.width * s.height) / LEVELS_PIXELS)));
+    const fb = framebuffer([s.src]);
+    const row = new Uint8Array(s.width * 4);
+    const sum = [0, 0, 0], squares = [0, 0, 0];
+    let n = 0;
+    for (let y = 0; y < s.height; y += stride) {
+      gl.readPixels(0, y, s.width, 1, gl.RGBA, gl.UNSIGNED_BYTE, row);
+      for (let x = 0; x < s.width; x += stride, n++) {
+        for (let c = 0; c < 3; c++) {
+          const v = row[4 * x + c] / 255;
+          sum[c] += v;
+          squares[c] += v * v;
+        }
+      }
+    }
+    gl.bindFramebuffer(gl.FRAMEBUFFER, null);
+    gl.deleteFramebuffer(fb);
+    const mean = sum.map((v) => v / n);
+    const variance = mean.reduce((acc, m, c) => acc + Math.max(0, squares[c] / n - m * m), 0) / 3;
+    const gain = arch.photo_contrast / Math.max(Math.sqrt(variance), MIN_CONTRAST);
+    return { gain, offset: mean.map((m) => 0.5 - m * gain) };
+  }
+
+  function setLevels(p) {
+    gl.uniform1f(p.uniforms.levelGain, sim.levels.gain);
+    gl.uniform3fv(p.uniforms.levelOffset, sim.levels.offset);
   }
 
   function bindTextures(prog, named) {
@@ -329,6 +366,7 @@ void main() {
     gl.useProgram(p.prog);
     bindTextures(p, { src: sim.src });
     gl.uniform2i(p.uniforms.size, sim.width, sim.height);
+    setLevels(p);
     const seed = (sim.seed = seedValue());
     if (arch.hidden_channels > 0) gl.uniform1uiv(p.uniforms.keys, range(arch.hidden_channels).map((c) => streamKey(seed, -1 - c)));
     gl.bindFramebuffer(gl.FRAMEBUFFER, sim.fbs[0]);
@@ -345,6 +383,7 @@ void main() {
     gl.uniform2i(p.uniforms.size, sim.width, sim.height);
     gl.uniform1ui(p.uniforms.key, streamKey(sim.seed, sim.steps)); // stream = the step's number, from 0
     gl.uniform1f(p.uniforms.rate, arch.fire_rate);
+    setLevels(p);
     gl.bindFramebuffer(gl.FRAMEBUFFER, sim.fbs[1 - sim.current]);
     gl.viewport(0, 0, sim.width, sim.height);
     gl.drawArrays(gl.TRIANGLES, 0, 3);
