@@ -10,6 +10,7 @@ import numpy as np
 
 from ncaedit.image import Photo, to_float, to_samples
 from ncaedit.rule import Rule
+from ncaedit.state import photo_levels
 from ncaedit.tiling import edit_tiles
 
 
@@ -53,7 +54,8 @@ def apply_rule(
     edit. `workers` tiles run at once (tiling.edit_tiles). `on_steps(x)` reports progress in steps."""
     rule = rule.to(device)
     out = np.empty_like(photo.rgb)
-    for t, edited, _ in edit_tiles(rule, photo.rgb, steps, seed, tile, device, on_steps=on_steps, workers=workers):
+    levels = photo_levels(photo.rgb, rule.config.photo_contrast)
+    for t, edited, _ in edit_tiles(rule, photo.rgb, steps, seed, tile, device, on_steps=on_steps, workers=workers, levels=levels):
         rows, cols = t.core.slices()
         core_mask = None if mask is None else mask[rows, cols]
         out[rows, cols] = to_samples(blend(photo.rgb[rows, cols], edited, strength, core_mask), out.dtype)

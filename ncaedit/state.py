@@ -7,9 +7,9 @@ Channel layout of a state tensor of shape (B, C, H, W), with C = 6 + hidden chan
     6-    hidden channels: the rule's scratch memory; start as small noise
 
 Levels: the source and working RGB start from the photo levelled for the rule (`photo_levels`: its
-mean colour moved to mid-grey, its contrast scaled to the rule's photo_contrast), so that a rule
-trained on a dark photo reads a bright one as it read its own; the edit is blended with the photo
-itself (apply.blend).
+mean colour moved to mid-grey, its contrast scaled to the rule's photo_contrast; a video's frames
+share one set, `LevelsMeter`), so that a rule trained on a dark photo reads a bright one as it read
+its own; the edit is blended with the photo itself (apply.blend).
 
 Value range: RGB is stored as 2 * rgb - 1, so [0, 1] pixel values become [-1, 1]; the hidden
 channels start uniform in [-HIDDEN_NOISE, HIDDEN_NOISE]. Training penalises any channel that
@@ -48,20 +48,42 @@ class Levels:
         return (rgb * self.gain + offset).clamp(0, 1)
 
 
-def photo_levels(rgb: np.ndarray, contrast: float) -> Levels | None:
-    """The levels of a whole photo (H, W, 3+; uint8, uint16 or float in [0, 1]) that move its mean
-    colour to mid-grey and its RMS contrast (the per-channel variances' mean, square-rooted) to
-    `contrast`. None when `contrast` is 0: the rule reads the photo as it is. Measured on every
-    stride-th pixel of every stride-th row, so a huge photo costs what a megapixel does."""
-    if contrast <= 0:
-        return None
-    from ncaedit.image import to_float
+class LevelsMeter:
+    """A colour mean and RMS contrast pooled over one photo, or over all of a video's frames (so that
+    every frame is levelled alike: levels that followed each frame would shift still parts of the
+    scene whenever something moved). Each image counts every stride-th pixel of every stride-th row,
+    so a huge one costs what a megapixel does; sums in float64, as the web page keeps them."""
 
-    h, w = rgb.shape[:2]
-    stride = max(1, math.ceil(math.sqrt(h * w / LEVELS_PIXELS)))
-    sample = to_float(rgb[::stride, ::stride, :3]).reshape(-1, 3).astype(np.float64)
-    gain = contrast / max(math.sqrt(sample.var(0).mean()), MIN_CONTRAST)
-    return Levels(gain, tuple(float(0.5 - m * gain) for m in sample.mean(0)))
+    def __init__(self):
+        self.count, self.sums, self.squares = 0, np.zeros(3), np.zeros(3)
+
+    def add(self, rgb: np.ndarray) -> None:
+        """One image (H, W, 3+; uint8, uint16 or float in [0, 1])."""
+        from ncaedit.image import to_float
+
+        h, w = rgb.shape[:2]
+        stride = max(1, math.ceil(math.sqrt(h * w / LEVELS_PIXELS)))
+        sample = to_float(rgb[::stride, ::stride, :3]).reshape(-1, 3).astype(np.float64)
+        self.count += len(sample)
+        self.sums += sample.sum(0)
+        self.squares += (sample * sample).sum(0)
+
+    def levels(self, contrast: float) -> Levels | None:
+        """The levels that move the mean colour to mid-grey and the RMS contrast (the per-channel
+        variances' mean, square-rooted) to `contrast`; None when `contrast` is 0 (read as it is)."""
+        if contrast <= 0 or not self.count:
+            return None
+        mean = self.sums / self.count
+        rms = math.sqrt(max(0.0, float((self.squares / self.count - mean * mean).mean())))
+        gain = contrast / max(rms, MIN_CONTRAST)
+        return Levels(gain, tuple(float(0.5 - m * gain) for m in mean))
+
+
+def photo_levels(rgb: np.ndarray, contrast: float) -> Levels | None:
+    """The levels of one whole photo (LevelsMeter)."""
+    meter = LevelsMeter()
+    meter.add(rgb)
+    return meter.levels(contrast)
 
 
 def make_state(

@@ -34,7 +34,7 @@ from ncaedit.errors import NcaError
 from ncaedit.flow import estimate_motion, warp
 from ncaedit.image import to_float
 from ncaedit.noise import uniform_at
-from ncaedit.state import WRITABLE, make_state, photo_levels, require_finite, working_rgb
+from ncaedit.state import WRITABLE, Levels, make_state, require_finite, working_rgb
 from ncaedit.tiling import Box, Tile, default_tile, plan_tiles, run_in_order
 
 REFRESH_STEPS = 4  # default refresh steps per frame (README, "Video": chosen by measurement)
@@ -79,13 +79,16 @@ def positions(height: int, width: int) -> np.ndarray:
 class FlowCarry:
     """The edit of a video's frames in order, carried along the motion (see the module's docstring)."""
 
-    def __init__(self, rule, steps: int, refresh_steps: int, seed: int = 0, tile: int | None = None, device: str = "cpu", workers: int = 1):
+    def __init__(
+        self, rule, steps: int, refresh_steps: int, seed: int = 0, tile: int | None = None, device: str = "cpu", workers: int = 1,
+        levels: Levels | None = None,
+    ):
         if not 0 <= refresh_steps <= steps:
             raise NcaError(f"--refresh-steps must be between 0 and the steps ({steps})")
         self.rule, self.seed, self.tile, self.device, self.workers = rule, seed, tile, device, workers
         self.lead, self.refresh = steps - refresh_steps, refresh_steps
         self.previous: np.ndarray | None = None  # the previous frame, uint8 RGB
-        self.levels = None  # the current frame's (state.photo_levels)
+        self.levels = levels  # the whole video's (video.video_levels): every frame is levelled alike
         self.pre: np.ndarray | None = None  # (H, W, C - 3) float16: the pre-state, where the previous frame's pixels are
         self.origin: np.ndarray | None = None  # (H, W, 2): the pixel each cell was born at
         self.cuts = 0  # scene cuts met (frames that started over)
@@ -95,7 +98,6 @@ class FlowCarry:
         """Edit the next frame (uint8 RGB (H, W, 3)). Yields, tile by tile, the tile and the edited RGB of
         its core (float32 (h, w, 3) in [0, 1]); the None stands where tiling.edit_tiles gives a hidden state."""
         height, width = frame.shape[:2]
-        self.levels = photo_levels(frame, self.rule.config.photo_contrast)
         motion = None if self.previous is None else estimate_motion(self.previous, frame)
         if motion is not None and motion.valid_fraction < CUT_VALID:
             motion, self.cuts = None, self.cuts + 1

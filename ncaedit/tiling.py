@@ -23,7 +23,7 @@ import torch
 from ncaedit.image import to_float
 from ncaedit.inference import run_inplace
 from ncaedit.rule import Rule
-from ncaedit.state import HIDDEN, make_state, photo_levels, require_finite, working_rgb
+from ncaedit.state import HIDDEN, Levels, make_state, require_finite, working_rgb
 
 # By default the tiles being run at one time cover at most RUN_PIXELS pixels, halos included (a few
 # hundred MB of working memory for an 18-channel rule), and a tile's core is never below MIN_TILE, so
@@ -89,18 +89,19 @@ def edit_tiles(
     hidden: np.ndarray | None = None,
     on_steps: Callable[[float], None] | None = None,
     workers: int = 1,
+    levels: Levels | None = None,
 ) -> Iterator[tuple[Tile, np.ndarray, np.ndarray]]:
     """Run `steps` steps of `rule` on the photo `rgb` (H, W, 3; uint8, uint16 or float in [0, 1]).
 
     Yields, tile by tile, the tile, the edited RGB of its core (float32 (h, w, 3) in [0, 1]) and the
     final hidden state of its core (float32 (h, w, hidden channels)). `hidden`, of shape (H, W, hidden
     channels), starts the rollout from that hidden state instead of fresh noise (a video's previous
-    frame). `on_steps(x)` reports progress in whole-photo steps. `workers` tiles run at once, in
+    frame). `levels`, the whole photo's (state.photo_levels; one video's frames share theirs), level every
+    tile alike; None reads the photo as it is. `on_steps(x)` reports progress in whole-photo steps. `workers` tiles run at once, in
     threads: independent tiles keep every core busy without the fine-grained synchronisation of
     torch's intra-op threads, which stalls when other processes compete for the cores.
     """
     height, width = rgb.shape[:2]
-    levels = photo_levels(rgb, rule.config.photo_contrast)  # of the whole photo: every tile is levelled alike
 
     @torch.no_grad()  # here, not on edit_tiles: grad mode is per thread
     def run(t: Tile) -> tuple[Tile, np.ndarray, np.ndarray]:

@@ -222,6 +222,19 @@ class VideoResult:
     cuts: int = 0  # scene cuts where the carried edit started over (temporal="flow")
 
 
+def video_levels(source: Path, contrast: float):
+    """The levels of all of a video's frames together (state.LevelsMeter): one pass of decoding, a
+    small cost beside the rule's steps on every frame."""
+    from ncaedit.state import LevelsMeter
+
+    if contrast <= 0:
+        return None
+    meter = LevelsMeter()
+    for frame in read_frames(source):
+        meter.add(frame)
+    return meter.levels(contrast)
+
+
 def apply_video(
     rule,
     source: Path,
@@ -250,13 +263,14 @@ def apply_video(
     info = probe_video(source)
     rule = rule.to(device)
     weights = None if mask is None else load_mask(mask, (info.width, info.height), feather)
+    levels = video_levels(source, rule.config.photo_contrast)
     flicker_in, flicker_out = Flicker(), Flicker()
     flow = None
     if temporal == "flow":
         from ncaedit.temporal import REFRESH_STEPS, FlowCarry
 
         refresh = min(steps, REFRESH_STEPS) if refresh_steps is None else refresh_steps
-        flow = FlowCarry(rule, steps, refresh, seed, tile, device, workers)
+        flow = FlowCarry(rule, steps, refresh, seed, tile, device, workers, levels)
 
     def edited_frames():
         hidden = None
@@ -265,7 +279,7 @@ def apply_video(
                 raise NcaError(f"{source}: frame {i} changes size; not supported")
             edited_frame = np.empty_like(frame)
             final_hidden = np.empty((*frame.shape[:2], rule.config.hidden_channels), np.float32) if carry else None
-            tiles = flow.edit(frame) if flow else edit_tiles(rule, frame, steps, seed, tile, device, hidden=hidden, workers=workers)
+            tiles = flow.edit(frame) if flow else edit_tiles(rule, frame, steps, seed, tile, device, hidden=hidden, workers=workers, levels=levels)
             for t, edited, tile_hidden in tiles:
                 rows, cols = t.core.slices()
                 core_mask = None if weights is None else weights[rows, cols]

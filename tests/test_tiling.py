@@ -62,7 +62,8 @@ def test_tiled_rollout_continues_from_a_given_hidden_state():
     start = np.random.default_rng(0).uniform(-0.3, 0.3, (40, 50, 4)).astype(np.float32)
     whole_rgb, whole_hidden = untiled(rule, rgb, steps, 0, hidden=start)
     out_rgb, out_hidden = np.zeros_like(rgb), np.zeros_like(start)
-    for t, edited, hidden in edit_tiles(rule, rgb, steps, tile=20, hidden=start):
+    levels = photo_levels(rgb, rule.config.photo_contrast)
+    for t, edited, hidden in edit_tiles(rule, rgb, steps, tile=20, hidden=start, levels=levels):
         out_rgb[t.core.slices()], out_hidden[t.core.slices()] = edited, hidden
     assert np.abs(out_rgb - whole_rgb).max() < 1e-5 and np.abs(out_hidden - whole_hidden).max() < 1e-5
 
