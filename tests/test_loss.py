@@ -87,3 +87,20 @@ def test_content_term_measures_layout_change():
     flipped = s.clone()
     flipped[:, 3:6] = s[:, 3:6].flip(-1)
     assert loss(flipped)["content"] > 0.1
+
+
+def test_projected_quantiles_match_sorting_the_target_each_time():
+    """The style's projections are sorted once (a bank of directions); a comparison draws from the
+    bank and gives what sorting the whole target along those directions gives."""
+    from ncaedit.style_loss import ProjectedQuantiles, sliced_wasserstein
+
+    g = torch.Generator().manual_seed(0)
+    target = torch.rand(3, 20000, generator=g) ** 2  # skewed, and larger than the kept quantiles
+    q = ProjectedQuantiles(target, bank=16, quantiles=4096)
+    x = torch.rand(2, 3, 1000, generator=g)
+    pick = torch.randint(16, (8,), generator=torch.Generator().manual_seed(5))
+    exact = sliced_wasserstein(x, torch.sort(q.directions[pick] @ target, dim=-1).values, q.directions[pick]) / q.scale
+    assert q.distance(x, 8, torch.Generator().manual_seed(5)) == pytest.approx(float(exact), rel=1e-3)
+    same = q.distance(target[:, torch.randperm(20000, generator=g)[:1000]][None], 8, g)
+    shifted = q.distance((target[:, :1000] + 0.2)[None], 8, g)
+    assert float(same) < 0.02 * float(shifted)
