@@ -123,21 +123,12 @@ def make_clips(frames: int, long: int) -> dict[str, list[np.ndarray]]:
     return clips
 
 
-def clip_levels(rule, frames: list[np.ndarray]):
-    """The levels all of a clip's frames share, as video.apply_video measures them."""
-    from ncaedit.state import LevelsMeter
-
-    meter = LevelsMeter()
-    for frame in frames:
-        meter.add(frame)
-    return meter.levels(rule.config.photo_contrast)
-
-
 def edit_per_frame(rule, frames, steps, workers):
     from ncaedit.image import to_samples
+    from ncaedit.state import levels_of
     from ncaedit.tiling import edit_tiles
 
-    levels = clip_levels(rule, frames)
+    levels = levels_of(frames, rule.config.photo_contrast)  # all frames share them, as in video.apply_video
     for frame in frames:
         out = np.empty_like(frame)
         for t, edited, _ in edit_tiles(rule, frame, steps, workers=workers, levels=levels):
@@ -147,9 +138,10 @@ def edit_per_frame(rule, frames, steps, workers):
 
 def edit_carried(rule, frames, steps, refresh, workers, stats=None):
     from ncaedit.image import to_samples
+    from ncaedit.state import levels_of
     from ncaedit.temporal import FlowCarry
 
-    carry = FlowCarry(rule, steps, refresh, workers=workers, levels=clip_levels(rule, frames))
+    carry = FlowCarry(rule, steps, refresh, workers=workers, levels=levels_of(frames, rule.config.photo_contrast))
     for frame in frames:
         out = np.empty_like(frame)
         for t, edited, _ in carry.edit(frame):

@@ -8,7 +8,7 @@ Channel layout of a state tensor of shape (B, C, H, W), with C = 6 + hidden chan
 
 Levels: the source and working RGB start from the photo levelled for the rule (`photo_levels`: its
 mean colour moved to mid-grey, its contrast scaled to the rule's photo_contrast; a video's frames
-share one set, `LevelsMeter`), so that a rule trained on a dark photo reads a bright one as it read
+share one set, `levels_of`), so that a rule trained on a dark photo reads a bright one as it read
 its own; the edit is blended with the photo itself (apply.blend).
 
 Value range: RGB is stored as 2 * rgb - 1, so [0, 1] pixel values become [-1, 1]; the hidden
@@ -19,6 +19,7 @@ leaves [-1, 1] (the overflow loss), and the working RGB is clamped to [-1, 1] on
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -79,11 +80,25 @@ class LevelsMeter:
         return Levels(gain, tuple(float(0.5 - m * gain) for m in mean))
 
 
-def photo_levels(rgb: np.ndarray, contrast: float) -> Levels | None:
-    """The levels of one whole photo (LevelsMeter)."""
+def levels_of(images: Iterable[np.ndarray], contrast: float) -> Levels | None:
+    """The levels pooled over `images` (one photo, or all of a video's frames); None, without reading
+    any image, when `contrast` is 0."""
+    if contrast <= 0:
+        return None
     meter = LevelsMeter()
-    meter.add(rgb)
+    for rgb in images:
+        meter.add(rgb)
     return meter.levels(contrast)
+
+
+def photo_levels(rgb: np.ndarray, contrast: float) -> Levels | None:
+    """The levels of one whole photo."""
+    return levels_of([rgb], contrast)
+
+
+def levelled(rgb: torch.Tensor, levels: Levels | None) -> torch.Tensor:
+    """`rgb` (..., 3, H, W) as the rule reads it: levelled, or as it is when `levels` is None."""
+    return rgb if levels is None else levels(rgb)
 
 
 def make_state(
@@ -95,7 +110,7 @@ def make_state(
     pixel position (tiles of one photo get the same noise as the whole photo).
     """
     b, _, h, w = rgb.shape
-    colour = (rgb if levels is None else levels(rgb)) * 2 - 1
+    colour = levelled(rgb, levels) * 2 - 1
     noise = torch.stack(
         [position_uniform(seed, -1 - c, top, left, h, w, device=rgb.device) for c in range(hidden_channels)]
     )

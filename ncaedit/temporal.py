@@ -34,7 +34,7 @@ from ncaedit.errors import NcaError
 from ncaedit.flow import estimate_motion, warp
 from ncaedit.image import to_float
 from ncaedit.noise import uniform_at
-from ncaedit.state import WRITABLE, Levels, make_state, require_finite, working_rgb
+from ncaedit.state import WRITABLE, Levels, levelled, make_state, require_finite, working_rgb
 from ncaedit.tiling import Box, Tile, default_tile, plan_tiles, run_in_order
 
 REFRESH_STEPS = 4  # default refresh steps per frame (README, "Video": chosen by measurement)
@@ -143,7 +143,7 @@ class FlowCarry:
         fire_fn = None
         if carried:
             pre = torch.from_numpy(self.pre[rows, cols].astype(np.float32)).permute(2, 0, 1)[None].to(self.device)
-            state = torch.cat([(source if self.levels is None else self.levels(source)) * 2 - 1, pre], dim=1)
+            state = torch.cat([levelled(source, self.levels) * 2 - 1, pre], dim=1)
             fire_fn = self._fires(self.origin[rows, cols])
         else:
             state = make_state(source, self.rule.config.hidden_channels, seed=self.seed, top=t.run.top, left=t.run.left, levels=self.levels)

@@ -96,10 +96,11 @@ def edit_tiles(
     Yields, tile by tile, the tile, the edited RGB of its core (float32 (h, w, 3) in [0, 1]) and the
     final hidden state of its core (float32 (h, w, hidden channels)). `hidden`, of shape (H, W, hidden
     channels), starts the rollout from that hidden state instead of fresh noise (a video's previous
-    frame). `levels`, the whole photo's (state.photo_levels; one video's frames share theirs), level every
-    tile alike; None reads the photo as it is. `on_steps(x)` reports progress in whole-photo steps. `workers` tiles run at once, in
-    threads: independent tiles keep every core busy without the fine-grained synchronisation of
-    torch's intra-op threads, which stalls when other processes compete for the cores.
+    frame). `levels`, the whole photo's (state.photo_levels; a video's frames share theirs), level
+    every tile alike; None reads the photo as it is. `on_steps(x)` reports progress in whole-photo
+    steps. `workers` tiles run at once, in threads: independent tiles keep every core busy without the
+    fine-grained synchronisation of torch's intra-op threads, which stalls when other processes
+    compete for the cores.
     """
     height, width = rgb.shape[:2]
 

@@ -29,7 +29,7 @@ from ncaedit.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from ncaedit.config import CHECKPOINT_INTERVAL, TrainConfig
 from ncaedit.errors import NcaError
 from ncaedit.rule import Rule, RuleConfig, rollout
-from ncaedit.state import SOURCE, WORKING, make_state, photo_levels
+from ncaedit.state import SOURCE, WORKING, levelled, make_state, photo_levels
 from ncaedit.stop import StopOnSignals
 
 
@@ -81,10 +81,7 @@ class CropSampler:
     as a whole to `contrast` (state.photo_levels, as applying the rule does), augmented (augment.py)."""
 
     def __init__(self, photos: list[np.ndarray], crop: int, rng: random.Random, augment: Augment | None = None, contrast: float = 0.0):
-        self.photos = []
-        for p in photos:
-            levels, rgb = photo_levels(p, contrast), torch.from_numpy(p).permute(2, 0, 1)
-            self.photos.append((rgb if levels is None else levels(rgb)).contiguous())
+        self.photos = [levelled(torch.from_numpy(p).permute(2, 0, 1), photo_levels(p, contrast)).contiguous() for p in photos]
         for p in self.photos:
             if min(p.shape[1:]) < crop:
                 raise NcaError(f"a training photo is smaller than the {crop}-pixel crop; use a smaller --crop")

@@ -223,16 +223,11 @@ class VideoResult:
 
 
 def video_levels(source: Path, contrast: float):
-    """The levels of all of a video's frames together (state.LevelsMeter): one pass of decoding, a
+    """The levels of all of a video's frames together (state.levels_of): one pass of decoding, a
     small cost beside the rule's steps on every frame."""
-    from ncaedit.state import LevelsMeter
+    from ncaedit.state import levels_of
 
-    if contrast <= 0:
-        return None
-    meter = LevelsMeter()
-    for frame in read_frames(source):
-        meter.add(frame)
-    return meter.levels(contrast)
+    return levels_of(read_frames(source), contrast)
 
 
 def apply_video(
