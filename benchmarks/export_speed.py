@@ -80,7 +80,7 @@ def main() -> None:
     rule = Rule(config)
     with torch.no_grad():
         rule.w2.weight.normal_(0, 0.02)
-    macs = (4 * config.channels * config.width + config.width * (config.channels - 3)) * config.fire_rate
+    macs = (4 * config.channels * config.scales * config.width + config.width * (config.channels - 3)) * config.fire_rate
     with tempfile.TemporaryDirectory() as tmp, sync_playwright() as p:
         tmp = Path(tmp)
         page_path = export_page(save_rule(rule, tmp / "bench.nca"))

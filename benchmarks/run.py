@@ -110,7 +110,7 @@ def section_rollout(table: Table, device: torch.device) -> None:
     rule = bench_rule().to(device)
     ref = ReferenceRule(rule).to(device)
     c, width = rule.config.channels, rule.config.width
-    flops_per_cell = 2 * (4 * c * width + width * (c - 3))
+    flops_per_cell = 2 * (4 * c * rule.config.scales * width + width * (c - 3))  # the two products; coarse perception's shifted adds not counted
     n = 2048 if device.type == "cpu" else 8192
     a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
     torch.backends.cuda.matmul.allow_tf32 = False  # the float32 peak

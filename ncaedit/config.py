@@ -39,10 +39,19 @@ class RuleConfig:
     # the rule reads every photo levelled: mean colour moved to mid-grey, RMS contrast scaled to this
     # (state.photo_levels), so it restyles dark and bright photos alike; 0 reads photos as they are
     photo_contrast: float = 0.25  # about a typical photo's; 0.15-0.4 measured alike (benchmarks/quality.py)
+    # perception at spacings 1, 2, ... 2^(scales-1) (rule.coarse_stencils): a step sees 2^scales - 1 cells
+    # away, so motifs larger than the rollout appear; 3 took the rings pair's texture from 1.5 to 1.1 x its
+    # pixel optimum's (benchmarks/quality.py); 1 is the 3x3 neighbourhood alone
+    scales: int = 3
 
     @property
     def channels(self) -> int:
         return 6 + self.hidden_channels
+
+    @property
+    def reach(self) -> int:
+        """How many cells away a step reads, in each direction (rule.coarse_stencils: 1 + 2 + ... + d at spacing d)."""
+        return 2**self.scales - 1
 
     def validate(self) -> None:
         if self.hidden_channels < 0 or self.width < 1:
@@ -51,19 +60,21 @@ class RuleConfig:
             raise NcaError("rule: fire_rate must be in (0, 1]")
         if not 0 <= self.photo_contrast <= 1:
             raise NcaError("rule: photo_contrast must be in [0, 1]")
+        if not 1 <= self.scales <= 4:
+            raise NcaError("rule: scales must be between 1 and 4")
         if self.padding not in PADDINGS:
             raise NcaError(f"rule: padding must be one of {', '.join(PADDINGS)}")
 
 
 @dataclass
 class TrainConfig:
-    iterations: int = 450
+    iterations: int = 350  # with scales 3 a step costs ~1.6x; 450 would pass the 3-minute budget
     batch: int = 2
     crop: int = 80  # side of the square training crops
     train_size: int = 256  # photos are resized so their longer side is this before cropping
     pool: int = 32
-    steps_min: int = 12
-    steps_max: int = 24
+    steps_min: int = 8  # with scales 3 a step reaches 7 cells, so short rollouts suffice
+    steps_max: int = 16
     fresh_per_batch: int = 1  # fresh crops injected into every batch
     lr: float = 1e-2
     lr_decay_at: tuple[float, ...] = (0.5, 0.8)  # fractions of the run where the LR is multiplied by lr_decay

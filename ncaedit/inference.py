@@ -22,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 import torch
 
 from ncaedit.noise import firing
+from ncaedit.rule import coarse_stencils, pad_cells, stencils
 
 BAND_CELLS = 4096  # cells per band on a CPU: ~2.7 MB of features and activations at width 96, about an L2 cache (best of 1k-16k measured)
 BAND_CELLS_GPU = 1 << 22
@@ -41,17 +42,17 @@ def refresh_border(p: torch.Tensor, padding: str) -> None:
 class _Band:
     """Scratch buffers for one band of `rows` x `width` cells, and the computation of one band."""
 
-    def __init__(self, rows: int, width: int, channels: int, hidden: int, out_cols: int, like: torch.Tensor):
+    def __init__(self, rows: int, width: int, channels: int, scales: int, hidden: int, out_cols: int, like: torch.Tensor):
         n = rows * width
         self.v = like.new_empty(rows, width + 2, channels)
         self.h = like.new_empty(rows + 2, width, channels)
-        self.features = like.new_empty(rows, width, 4, channels)
-        self.picked = like.new_empty(n, 4 * channels)
+        self.features = like.new_empty(rows, width, 4 * scales, channels)
+        self.picked = like.new_empty(n, 4 * scales * channels)
         self.hidden = like.new_empty(n, hidden)
         self.delta = like.new_empty(n, out_cols)
         self.scattered = like.new_empty(n, out_cols)
 
-    def run(self, src, dst, weights, image: int, top: int, rows: int, fires: torch.Tensor | None, skip_idle: bool) -> None:
+    def run(self, src, dst, weights, image: int, top: int, rows: int, fires: torch.Tensor | None, skip_idle: bool, scales: int, padding: str) -> None:
         """Rows top..top+rows of `image` from `src` into `dst`; `fires` (rows, W) bool or None (all)."""
         w1, b1, w2 = weights
         p = src[image, top : top + rows + 2]  # the band with its one-row halo above and below
@@ -65,7 +66,9 @@ class _Band:
         torch.sub(v[:, 2:], v[:, :-2], out=f[:, :, 1])
         torch.sub(h[2:], h[:-2], out=f[:, :, 2])
         torch.add(v[:, :-2], v[:, 2:], out=f[:, :, 3]).add_(v[:, 1:-1], alpha=2)
-        features = f.view(n, 4 * channels)
+        if scales > 1:  # from the band's rows and the rows they reach, so it stays in the cache too
+            band_coarse(src[image, 1:-1, 1:-1], top, rows, scales, padding, f[:, :, 4:].flatten(2))
+        features = f.view(n, -1)
 
         old = p[1:-1, 1:-1, 3:]
         new = dst[image, top + 1 : top + rows + 1, 1:-1, 3:]
@@ -88,6 +91,31 @@ class _Band:
         else:
             full = self.scattered[:n].zero_().index_copy_(0, idx, delta)
             torch.add(old, full.view(rows, width, -1)[..., :writable], out=new)
+
+
+def band_coarse(x: torch.Tensor, top: int, rows: int, scales: int, padding: str, out: torch.Tensor) -> None:
+    """rule.coarse_stencils of rows top..top+rows of one state x (H, W, C), into `out` (rows, W,
+    4C (scales - 1)), from those rows and the 2^scales - 1 around them. Away from the top and bottom
+    edges (and always with circular padding, whose rows wrap) every level is computed only on the rows
+    that the next one reads, so only columns are padded; near those edges, as rule.coarse_stencils."""
+    height, c, reach = x.shape[0], x.shape[2], 2**scales - 1
+    if padding != "circular" and not reach <= top <= height - rows - reach:
+        lo = max(0, top - reach)
+        out.copy_(coarse_stencils(x[lo : min(height, top + rows + reach)][None], scales, padding)[0, top - lo : top - lo + rows])
+        return
+    level = x.index_select(0, torch.arange(top - reach, top + rows + reach, device=x.device) % height)  # rows top-reach..
+    for k in range(1, scales):
+        d, t = 2**k, 2 ** (k - 1)
+        level = _smooth_rows_valid(pad_cells(level, padding, t, dims=(1,)), t)  # t fewer rows at each end
+        skip = (level.shape[0] - rows) // 2 - d  # the rows beyond what the stencils at spacing d read
+        p = pad_cells(level[skip : level.shape[0] - skip] if skip else level, padding, d, dims=(1,))
+        stencils(p[None], d, out=out[None, :, :, 4 * c * (k - 1) : 4 * c * k])
+
+
+def _smooth_rows_valid(p: torch.Tensor, t: int) -> torch.Tensor:
+    """rule.smooth of a (R, W + 2t, C) block whose rows are not padded: (R - 2t, W, C)."""
+    v = torch.add(p[: -2 * t], p[2 * t :]).add_(p[t:-t], alpha=2)
+    return torch.add(v[:, : -2 * t], v[:, 2 * t :]).add_(v[:, t:-t], alpha=2).div_(16)
 
 
 def run_inplace(
@@ -121,7 +149,7 @@ def run_inplace(
     rows = max(1, min(height, (BAND_CELLS if on_cpu else BAND_CELLS_GPU) // width))
     bands = [(i, r, min(rows, height - r)) for i in range(b) for r in range(0, height, rows)]
     threads = min(threads or torch.get_num_threads(), len(bands)) if on_cpu else 1
-    workers = [_Band(rows, width, c, cfg.width, out_cols, state) for _ in range(threads)]
+    workers = [_Band(rows, width, c, cfg.scales, cfg.width, out_cols, state) for _ in range(threads)]
     grad_mode = torch.inference_mode if torch.is_inference_mode_enabled() else torch.no_grad
 
     def work(worker: int, src: torch.Tensor, dst: torch.Tensor, step: int) -> None:
@@ -131,7 +159,7 @@ def run_inplace(
                     fires = firing(cfg.fire_rate, seed, step, top + r, left, n, width, device=src.device)
                 else:
                     fires = fire_fn(step, r, n)
-                workers[worker].run(src, dst, weights, image, r, n, fires, skip_idle)
+                workers[worker].run(src, dst, weights, image, r, n, fires, skip_idle, cfg.scales, cfg.padding)
 
     saved_threads = torch.get_num_threads()
     pool = ThreadPoolExecutor(threads, initializer=torch.set_num_threads, initargs=(1,)) if threads > 1 else None

@@ -63,6 +63,7 @@ BOUNDS: dict[str, Bound] = {
     "lr": Bound(0, 1, above_low=True),
     "fire_rate": Bound(0, 1, above_low=True),
     "photo_contrast": Bound(0, 1),
+    "scales": Bound(1, 4, integer=True),
     "layout_blur": Bound(0, 1000),
     "aesthetic": Bound(0, 10),
     "workers": Bound(1, 1_000_000, integer=True),  # Ray actors

@@ -37,7 +37,7 @@ FORMAT_VERSION = 1
 _TENSORS = ("w1.weight", "w1.bias", "w2.weight")
 SETTINGS = ("arch", "default_steps")  # metadata that changes what the rule does: covered by settings_sha256
 DEFAULT_STEPS = 32  # for files that do not say
-ADDED_ARCH = {"photo_contrast": 0.0}  # arch keys newer than some files, with the value that reads those files as written
+ADDED_ARCH = {"photo_contrast": 0.0, "scales": 1}  # arch keys newer than some files, with the value that reads those files as written
 _MAX_HEADER = 1 << 20
 _MAX_FILE = 64 << 20  # rules are kilobytes; anything this large is not one
 _BAD_JSON = (ValueError, KeyError, TypeError, IndexError, AttributeError, OverflowError, RecursionError)
@@ -136,7 +136,8 @@ def _check_metadata(meta: dict, path: Path) -> None:
     arch = meta.get("arch")
     names = [f.name for f in fields(RuleConfig)]
     if not isinstance(arch, dict) or not set(names) - set(ADDED_ARCH) <= set(arch) <= set(names):
-        raise NcaError(f"{path}: rule metadata 'arch' must hold exactly {', '.join(names)}; the file was altered or damaged")
+        required = [n for n in names if n not in ADDED_ARCH]
+        raise NcaError(f"{path}: rule metadata 'arch' must hold {', '.join(required)}, and may hold {', '.join(ADDED_ARCH)}; the file was altered or damaged")
     for name in arch:
         if name == "padding":
             if arch[name] not in PADDINGS:

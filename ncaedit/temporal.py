@@ -112,16 +112,18 @@ class FlowCarry:
         self.previous = self.pre = self.origin = None  # the old pre-state goes before the fresh blocks run
         self._fill_fresh(frame, pre, fresh)
         self.previous, self.pre, self.origin = frame, pre, origin
-        tiles = plan_tiles(height, width, self.tile or default_tile(self.refresh, self.workers), halo=self.refresh)
+        halo = self.refresh * self.rule.config.reach
+        tiles = plan_tiles(height, width, self.tile or default_tile(halo, self.workers), halo=halo)
         yield from run_in_order(lambda t: (t, working_rgb(self._rollout(frame, t, self.refresh, self.lead, carried=True))[0].permute(1, 2, 0).numpy(), None), tiles, self.workers)
 
     def _fill_fresh(self, frame: np.ndarray, pre: np.ndarray, fresh: np.ndarray | None) -> None:
         """The per-frame pre-state where `fresh` is True (everywhere when it is None)."""
         height, width = frame.shape[:2]
+        halo = self.lead * self.rule.config.reach
         if fresh is None:
-            tiles = plan_tiles(height, width, self.tile or default_tile(self.lead, self.workers), halo=self.lead)
+            tiles = plan_tiles(height, width, self.tile or default_tile(halo, self.workers), halo=halo)
         else:
-            tiles = fresh_tiles(fresh, self.lead, self.tile or default_tile(self.lead, self.workers))
+            tiles = fresh_tiles(fresh, halo, self.tile or default_tile(halo, self.workers))
 
         def run(t: Tile):
             return t, self._rollout(frame, t, self.lead, 0)[0, WRITABLE].permute(1, 2, 0).numpy()

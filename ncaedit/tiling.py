@@ -1,8 +1,8 @@
 """Running a rule over a photo tile by tile, so that any resolution fits in bounded memory.
 
-The rule sees a 3x3 neighbourhood, so information moves one pixel per step: after `steps` steps a
-pixel depends only on pixels at most `steps` away. A tile therefore runs on its core grown by a halo
-of `steps` pixels (clipped at the photo's edges, where the padding is the photo's own) and keeps only
+A step reads the cells at most `reach` away (1: the 3x3 neighbourhood; more with coarse perception),
+so after `steps` steps a pixel depends only on pixels at most `steps * reach` away. A tile therefore
+runs on its core grown by a halo of that many pixels (clipped at the photo's edges, where the padding is the photo's own) and keeps only
 its core. The update mask and the initial hidden noise depend on the absolute pixel position
 (noise.py), so every tile sees the numbers the whole photo would see: tiled equals untiled.
 
@@ -25,8 +25,8 @@ from ncaedit.inference import run_inplace
 from ncaedit.rule import Rule
 from ncaedit.state import HIDDEN, Levels, make_state, require_finite, working_rgb
 
-# By default the tiles being run at one time cover at most RUN_PIXELS pixels, halos included (a few
-# hundred MB of working memory for an 18-channel rule), and a tile's core is never below MIN_TILE, so
+# By default the tiles being run at one time cover at most RUN_PIXELS pixels, halos included (about
+# 150 bytes a pixel for an 18-channel rule), and a tile's core is never below MIN_TILE or 6 halos, so
 # long rollouts (wide halos) do not spend most of their time on halos.
 RUN_PIXELS = 640 * 640
 MIN_TILE = 256
@@ -59,8 +59,10 @@ class Tile:
         return slice(c.top - r.top, c.bottom - r.top), slice(c.left - r.left, c.right - r.left)
 
 
-def default_tile(steps: int, workers: int = 1) -> int:
-    return max(MIN_TILE, math.isqrt(RUN_PIXELS // workers) - 2 * steps)
+def default_tile(halo: int, workers: int = 1) -> int:
+    """Cores as large as RUN_PIXELS allows the workers, and at least 6 halos wide, so that a wide
+    halo (coarse perception) costs at most about twice the core."""
+    return max(MIN_TILE, 6 * halo, math.isqrt(RUN_PIXELS // workers) - 2 * halo)
 
 
 def _splits(length: int, tile: int) -> list[int]:
@@ -113,14 +115,20 @@ def edit_tiles(
             state[:, HIDDEN] = torch.from_numpy(hidden[rows, cols]).permute(2, 0, 1)[None].to(device)
         for first in range(0, steps, PROGRESS_STEPS):
             n = min(PROGRESS_STEPS, steps - first)
-            state = run_inplace(rule, state, n, seed=seed, top=t.run.top, left=t.run.left, first_step=first)
+            state = run_inplace(rule, state, n, seed=seed, top=t.run.top, left=t.run.left, first_step=first, threads=threads)
             if on_steps:
                 on_steps(n * t.core.area / (height * width))
         core = state[(slice(None), slice(None), *t.core_in_run())]
         require_finite(core, steps)
         return t, working_rgb(core)[0].permute(1, 2, 0).cpu().numpy(), core[0, HIDDEN].permute(1, 2, 0).cpu().numpy()
 
-    yield from run_in_order(run, plan_tiles(height, width, tile or default_tile(steps, workers), halo=steps), workers)
+    # A photo that fits in one run is one tile, its bands shared among the workers' threads: tiles
+    # side by side would each also run a halo (steps * reach: 112 pixels a side for `fast`)
+    halo = steps * rule.config.reach
+    whole = tile is None and height * width <= RUN_PIXELS
+    tiles = plan_tiles(height, width, max(height, width) if whole else tile or default_tile(halo, workers), halo=halo)
+    threads = max(1, workers // len(tiles)) if workers > 1 else None
+    yield from run_in_order(run, tiles, workers)
 
 
 def run_in_order(run: Callable, tiles: list, workers: int = 1) -> Iterator:

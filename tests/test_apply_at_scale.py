@@ -230,7 +230,8 @@ def test_animate_gif_and_mp4(tmp_path, rule_file, photos, cli):
         last = np.asarray(im.convert("RGB"), np.float32) / 255
     src = load_image(photos / "a.png").rgb
     levelled = photo_levels(src, RuleConfig().photo_contrast)(torch.from_numpy(src).permute(2, 0, 1)).permute(1, 2, 0).numpy()
-    assert np.abs(first - levelled).mean() < 0.01 < 0.03 < np.abs(last - levelled).mean()  # it starts at the photo as the rule reads it, and moves away
+    # it starts at the photo as the rule reads it (up to the GIF's 256-colour palette), and moves away
+    assert np.abs(first - levelled).mean() < 0.015 < 0.03 < np.abs(last - levelled).mean()
     mp4 = tmp_path / "roll.mp4"
     assert cli("animate", rule_file, photos / "a.png", "-o", mp4, "--steps", "6", "--every", "3")[0] == 0
     assert len(list(read_frames(mp4))) == 3

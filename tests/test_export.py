@@ -161,6 +161,8 @@ def rgb_of(path) -> np.ndarray:
         (RuleConfig(), 3),  # the default layout: 18 channels in 4 textures, fire rate 0.5, the photo levelled
         (RuleConfig(hidden_channels=5, width=22, fire_rate=1.0, padding="reflect", photo_contrast=0.0), 0),  # the photo as it is
         (RuleConfig(hidden_channels=8, width=24, fire_rate=0.7, padding="zeros"), 12345678901),  # a seed past 2^32
+        (RuleConfig(scales=3, padding="reflect"), 5),  # coarse perception: two smoothed copies of the state a step
+        (RuleConfig(hidden_channels=2, width=8, scales=2, padding="zeros"), 6),
     ],
 )
 def test_page_matches_ncaedit_apply(browser, tmp_path, cli, config, seed):

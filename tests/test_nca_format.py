@@ -117,6 +117,36 @@ def test_a_rule_file_older_than_photo_levels_reads_photos_as_they_are(tmp_path):
         load_rule(path)
 
 
+def test_a_rule_file_older_than_coarse_perception_loads_with_one_scale(tmp_path):
+    """Files written before RuleConfig.scales existed have no such key and a first layer over one
+    spacing's features: they load with scales 1. A multi-scale file stripped of the key is refused,
+    since its weights no longer fit."""
+    from ncaedit.nca_format import _settings_checksum
+
+    def without_scales(meta):
+        del meta["arch"]["scales"]
+        meta["settings_sha256"] = _settings_checksum(meta)
+
+    for scales in (1, 3):
+        torch.manual_seed(0)
+        path = save_rule(Rule(RuleConfig(hidden_channels=2, width=8, scales=scales)), tmp_path / f"r{scales}.nca")
+        assert load_rule(path).rule.config.scales == scales
+        rewrite_metadata(path, without_scales)
+        if scales == 1:
+            assert load_rule(path).rule.config.scales == 1
+        else:
+            with pytest.raises(NcaError, match="does not match its own architecture"):
+                load_rule(path)
+
+
+@pytest.mark.parametrize("value", [0, 5, 2.5, "2"])
+def test_scales_out_of_range_is_refused(tmp_path, value):
+    path = save_rule(Rule(RuleConfig(hidden_channels=2, width=8)), tmp_path / "r.nca")
+    rewrite_metadata(path, lambda m: (m["arch"].update(scales=value), m.pop("settings_sha256")))
+    with pytest.raises(NcaError, match="scales"):
+        load_rule(path)
+
+
 @pytest.mark.parametrize("value", [-0.1, 1.5, "0.2", None])
 def test_photo_contrast_out_of_range_is_refused(tmp_path, value):
     path = save_rule(trained_rule(), tmp_path / "r.nca")

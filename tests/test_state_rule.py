@@ -65,11 +65,12 @@ def test_noise_depends_only_on_absolute_position():
 
 def test_a_crop_with_a_halo_matches_the_whole_image():
     rule = random_rule(1)
-    rgb = torch.rand(1, 3, 40, 40)
-    steps, halo = 6, 6
+    rgb = torch.rand(1, 3, 64, 64)
+    steps = 3
+    halo = steps * rule.config.reach  # 7 cells a step with the default coarse perception
     with torch.no_grad():
         whole = rollout(rule, make_state(rgb, 12, seed=4), steps, seed=4)
-        top, left = 12, 14
+        top, left = 24, 26
         crop = rgb[:, :, top - halo : top + 10 + halo, left - halo : left + 10 + halo]
         part = rollout(rule, make_state(crop, 12, seed=4, top=top - halo, left=left - halo), steps, seed=4, top=top - halo, left=left - halo)
     assert torch.allclose(part[:, :, halo:-halo, halo:-halo], whole[:, :, top : top + 10, left : left + 10], atol=1e-6)

@@ -15,10 +15,10 @@ from ncaedit.tiling import edit_tiles, plan_tiles
 from helpers import smooth_photo
 
 
-def busy_rule(seed=0) -> Rule:
+def busy_rule(seed=0, scales=1) -> Rule:
     """A small rule with random output weights, so that it changes the photo visibly."""
     torch.manual_seed(seed)
-    rule = Rule(RuleConfig(hidden_channels=4, width=16))
+    rule = Rule(RuleConfig(hidden_channels=4, width=16, scales=scales))
     torch.nn.init.normal_(rule.w2.weight, std=0.1)
     return rule
 
@@ -45,9 +45,10 @@ def test_tile_cores_cover_the_photo_exactly_once(height, width, tile, halo):
     assert (cover == 1).all()
 
 
-@pytest.mark.parametrize("dtype,tile", [(np.uint8, 10), (np.uint8, 64), (np.uint16, 16), (np.float32, 23)])
-def test_tiled_equals_untiled(dtype, tile):
-    rule, steps, seed = busy_rule(), 7, 3
+@pytest.mark.parametrize("dtype,tile,scales", [(np.uint8, 10, 1), (np.uint8, 64, 1), (np.uint16, 16, 1), (np.float32, 23, 1), (np.uint8, 12, 3)])
+def test_tiled_equals_untiled(dtype, tile, scales):
+    """Coarse perception (scales 3) reads 7 cells away a step: the halo must grow with it."""
+    rule, steps, seed = busy_rule(scales=scales), 7, 3
     rgb = to_samples(smooth_photo(45, 61), dtype)
     whole, _ = untiled(rule, to_float(rgb), steps, seed)
     assert np.abs(whole - to_float(rgb)).mean() > 0.02  # the rule does change the photo
@@ -56,8 +57,9 @@ def test_tiled_equals_untiled(dtype, tile):
     assert np.abs(to_float(out) - whole).max() <= 1 / 255 + 1e-6
 
 
-def test_tiled_rollout_continues_from_a_given_hidden_state():
-    rule, steps = busy_rule(1), 5
+@pytest.mark.parametrize("scales", [1, 2])
+def test_tiled_rollout_continues_from_a_given_hidden_state(scales):
+    rule, steps = busy_rule(1, scales), 5
     rgb = smooth_photo(40, 50)
     start = np.random.default_rng(0).uniform(-0.3, 0.3, (40, 50, 4)).astype(np.float32)
     whole_rgb, whole_hidden = untiled(rule, rgb, steps, 0, hidden=start)

@@ -29,7 +29,7 @@ def luminance(rgb):
     return rgb @ np.array([0.299, 0.587, 0.114], np.float32)
 
 
-TINY = dict(iterations=40, batch=2, crop=32, train_size=64, pool=8, steps_min=6, steps_max=10, lr=4e-3, grad_checkpoint_every=4)
+TINY = dict(iterations=40, batch=2, crop=32, train_size=64, pool=8, steps_min=6, steps_max=10, lr=1e-2, grad_checkpoint_every=4)  # fast's lr
 
 
 def train_tiny(photo, style, seed=0, iterations=TINY["iterations"]):

@@ -3,7 +3,9 @@
 //
 // State layout on the GPU: the photo is an RGBA8 texture (channels 0-2, frozen, read as 2*rgb-1);
 // the writable channels 3.. are packed four to an RGBA32F texture, in two sets that take turns
-// (read one, write the other with multiple render targets). The network's weights are RGBA32F
+// (read one, write the other with multiple render targets). A rule with coarse perception also keeps,
+// for each spacing d = 2, 4, ..., the smoothed copy of all 1 + T textures that it reads, as the
+// layers of one RGBA32F array texture, rebuilt before every step. The network's weights are RGBA32F
 // textures (in SwiftShader these cost less CPU time than uniform buffers, fused or unrolled loops).
 // Texel row 0 is the photo's top row, so gl_FragCoord.y is the row index of noise.py.
 (() => {
@@ -19,7 +21,8 @@
   const C = 6 + arch.hidden_channels; // channels
   const OUTS = C - 3; // writable channels
   const T = Math.ceil(OUTS / 4); // writable RGBA32F textures per set
-  const S = 4 * (1 + T); // feature slots: the photo's texture, then the state textures
+  const S = 4 * (1 + T); // feature slots of one spacing: the photo's texture, then the state textures
+  const SCALES = arch.scales || 1; // spacings 1, 2, 4, ... (rule.coarse_stencils); older rules have one
   const HG = Math.ceil(arch.width / 4); // hidden units in groups of four
 
   function say(text, kind) {
@@ -83,26 +86,31 @@ vec3 levelled(vec3 rgb) { return clamp(rgb * levelGain + levelOffset, 0.0, 1.0);
 
   // The cell value of texture t (0: the levelled photo, as 2*rgb-1; then state texture t-1) at pixel q,
   // with the rule's padding outside the image (rule.pad_cells).
-  function cellFunctions() {
+  function paddedFunction() {
     const index = {
       replicate: "return clamp(q, ivec2(0), size - 1);",
-      reflect: "q = abs(q); return min(q, 2 * (size - 1) - q);",
+      reflect: "ivec2 period = max(2 * (size - 1), 1); q = abs(q) % period; return min(q, period - q);",
       circular: "return (q + size) % size;",
       zeros: "return q;",
     }[arch.padding];
+    return `ivec2 padded(ivec2 q) { ${index} }`;
+  }
+  function cellFunctions() {
     const outside = arch.padding === "zeros" ? "if (any(lessThan(q, ivec2(0))) || any(greaterThanEqual(q, size))) return vec4(0.0);" : "";
     const fns = range(1 + T).map((t) => {
       const read = t === 0 ? "vec4(levelled(texelFetch(src, padded(q), 0).rgb) * 2.0 - 1.0, 0.0)" : `texelFetch(s${t - 1}, padded(q), 0)`;
       return `vec4 cell${t}(ivec2 q) { ${outside} return ${read}; }`;
     });
-    return `ivec2 padded(ivec2 q) { ${index} }\n${fns.join("\n")}`;
+    return `${paddedFunction()}\n${fns.join("\n")}`;
   }
 
   // One step: rule.PERCEPTION_FILTERS on a 3x3 neighbourhood, the MLP, the residual into channels 3+,
   // only where the fire mask fires (engine.py leaves the other cells exactly as they were).
   function stepShader() {
-    const gather = range(1 + T).map((t) => {
-      const n = (dx, dy) => `cell${t}(p + ivec2(${dx}, ${dy}))`;
+    const gather = range(SCALES).flatMap((k) => range(1 + T).map((t) => {
+      const d = 1 << k;
+      const n = (dx, dy) => (k === 0 ? `cell${t}(p + ivec2(${dx * d}, ${dy * d}))` : `level(l${k}, ${t}, p + ivec2(${dx * d}, ${dy * d}))`);
+      const slot = k * (1 + T) + t;
       return `{
     vec4 a = ${n(-1, -1)}, b = ${n(0, -1)}, c = ${n(1, -1)};
     vec4 d = ${n(-1, 0)}, e = ${n(0, 0)}, f_ = ${n(1, 0)};
@@ -111,23 +119,26 @@ vec3 levelled(vec3 rgb) { return clamp(rgb * levelGain + levelOffset, 0.0, 1.0);
     vec4 sy = ((g + 2.0 * h + i) - (a + 2.0 * b + c)) / 8.0;
     vec4 lap = ((a + c + g + i) + 2.0 * (b + d + f_ + h) - 12.0 * e) / 16.0;
     mat4 m = transpose(mat4(e, sx, sy, lap)); // m[k]: the four filters of channel k of this texture
-    f[${4 * t}] = m[0]; f[${4 * t + 1}] = m[1]; f[${4 * t + 2}] = m[2]; f[${4 * t + 3}] = m[3];
+    f[${4 * slot}] = m[0]; f[${4 * slot + 1}] = m[1]; f[${4 * slot + 2}] = m[2]; f[${4 * slot + 3}] = m[3];
   }`;
-    });
+    }));
+    const levelSamplers = range(SCALES - 1).map((k) => `uniform highp sampler2DArray l${k + 1};`).join("\n");
     const keep = range(T).map((t) => `o${t} = texelFetch(s${t}, p, 0);`).join(" ");
     const write = range(T).map((t) => `o${t} = texelFetch(s${t}, p, 0) + vec4(d[${4 * t}], d[${4 * t + 1}], d[${4 * t + 2}], d[${4 * t + 3}]);`);
     return `${COMMON}
-#define S ${S}
+#define S ${S * SCALES}
 #define HG ${HG}
 #define DOUT ${4 * T}
 uniform sampler2D src;
 ${stateSamplers}
+${levelSamplers}
 uniform sampler2D w1; // (S, 4 HG): texel (s, u) = the weights of hidden unit u on the 4 filters of slot s
 uniform sampler2D w2; // (HG, DOUT + 1): texel (j, o) = weights of output o on hidden units 4j..4j+3; row DOUT: bias of layer 1
 uniform uint key;
 uniform float rate;
 ${outputs}
 ${cellFunctions()}
+${SCALES > 1 ? levelFunction() : ""}
 void main() {
   ivec2 p = ivec2(gl_FragCoord.xy);
   if (rate < 1.0 && !(uniformAt(key, p) < rate)) { ${keep} return; }
@@ -150,6 +161,33 @@ void main() {
     d[o] = acc;
   }
   ${write.join("\n  ")}
+}`;
+  }
+
+  // Layer t of a smoothed copy at pixel q, padded as the state is.
+  function levelFunction() {
+    const outside = arch.padding === "zeros" ? "if (any(lessThan(q, ivec2(0))) || any(greaterThanEqual(q, size))) return vec4(0.0);" : "";
+    return `vec4 level(highp sampler2DArray l, int t, ivec2 q) { ${outside} return texelFetch(l, ivec3(padded(q), t), 0); }`;
+  }
+
+  // rule.smooth: layer t of the next smoothed copy, the [1,2,1] x [1,2,1] / 16 blur with taps `tap`
+  // apart of texture t of the state (base) or of the previous copy.
+  function smoothShader(base) {
+    const read = base
+      ? `uniform sampler2D src;\n${stateSamplers}\n${cellFunctions()}
+vec4 at(ivec2 q) { ${range(1 + T).map((t) => `if (t == ${t}) return cell${t}(q);`).join(" ")} return vec4(0.0); }`
+      : `uniform highp sampler2DArray prev;\n${paddedFunction()}\n${levelFunction()}\nvec4 at(ivec2 q) { return level(prev, t, q); }`;
+    return `${COMMON}
+uniform int t;
+uniform int tap;
+out vec4 o;
+${read}
+void main() {
+  ivec2 p = ivec2(gl_FragCoord.xy);
+  vec4 acc = vec4(0.0);
+  for (int dy = -1; dy <= 1; dy++)
+    for (int dx = -1; dx <= 1; dx++) acc += float((2 - abs(dx)) * (2 - abs(dy))) * at(p + ivec2(dx, dy) * tap);
+  o = acc / 16.0;
 }`;
   }
 
@@ -243,11 +281,14 @@ void main() {
   // The weights as textures, laid out for the step shader (see its uniforms).
   function weightTextures() {
     const w1 = floats(data.w1), b1 = floats(data.b1), w2 = floats(data.w2);
-    const a = new Float32Array(S * 4 * HG * 4); // texel (s, u) at (u * S + s) * 4
+    const slots = S * SCALES;
+    const a = new Float32Array(slots * 4 * HG * 4); // texel (s, u) at (u * slots + s) * 4
     for (let u = 0; u < arch.width; u++) {
-      for (let ch = 0; ch < C; ch++) {
-        const s = ch < 3 ? ch : ch + 1; // slot 3 (the photo texture's alpha) is unused
-        for (let k = 0; k < 4; k++) a[(u * S + s) * 4 + k] = w1[u * 4 * C + 4 * ch + k];
+      for (let scale = 0; scale < SCALES; scale++) {
+        for (let ch = 0; ch < C; ch++) {
+          const s = scale * S + (ch < 3 ? ch : ch + 1); // slot 3 (the photo texture's alpha) is unused
+          for (let k = 0; k < 4; k++) a[(u * slots + s) * 4 + k] = w1[u * 4 * C * SCALES + scale * 4 * C + 4 * ch + k];
+        }
       }
     }
     const rows = 4 * T + 1;
@@ -255,7 +296,7 @@ void main() {
     for (let o = 0; o < OUTS; o++) for (let u = 0; u < arch.width; u++) b[o * HG * 4 + u] = w2[o * arch.width + u];
     for (let u = 0; u < arch.width; u++) b[4 * T * HG * 4 + u] = b1[u];
     return {
-      w1: texture(S, 4 * HG, gl.RGBA32F, gl.RGBA, gl.FLOAT, a),
+      w1: texture(slots, 4 * HG, gl.RGBA32F, gl.RGBA, gl.FLOAT, a),
       w2: texture(HG, rows, gl.RGBA32F, gl.RGBA, gl.FLOAT, b),
     };
   }
@@ -263,6 +304,7 @@ void main() {
   let programs, weights;
   try {
     programs = { step: compile(stepShader()), init: compile(initShader()), view: compile(VIEW) };
+    if (SCALES > 1) Object.assign(programs, { smoothBase: compile(smoothShader(true)), smoothLevel: compile(smoothShader(false)) });
     weights = weightTextures();
   } catch (err) {
     fatal(`This GPU could not build the rule's shaders (${err.message}).`);
@@ -289,11 +331,23 @@ void main() {
     return null;
   }
 
+  function layerFramebuffer(tex, layer) {
+    const fb = gl.createFramebuffer();
+    gl.bindFramebuffer(gl.FRAMEBUFFER, fb);
+    gl.framebufferTextureLayer(gl.FRAMEBUFFER, gl.COLOR_ATTACHMENT0, tex, 0, layer);
+    gl.drawBuffers([gl.COLOR_ATTACHMENT0]);
+    if (gl.checkFramebufferStatus(gl.FRAMEBUFFER) === gl.FRAMEBUFFER_COMPLETE) return fb;
+    gl.deleteFramebuffer(fb);
+    return null;
+  }
+
   function freeSim(s) {
     if (!s) return;
     gl.deleteTexture(s.src);
     for (const set of s.sets) for (const tex of set) gl.deleteTexture(tex);
     for (const fb of s.fbs) gl.deleteFramebuffer(fb);
+    for (const tex of s.levels3d) gl.deleteTexture(tex);
+    for (const fbs of s.levelFbs) for (const fb of fbs) gl.deleteFramebuffer(fb);
   }
 
   // The GPU state for a bitmap, or null when the GPU cannot hold it.
@@ -303,14 +357,22 @@ void main() {
     gl.pixelStorei(gl.UNPACK_COLORSPACE_CONVERSION_WEBGL, gl.NONE);
     gl.pixelStorei(gl.UNPACK_PREMULTIPLY_ALPHA_WEBGL, false);
     gl.pixelStorei(gl.UNPACK_FLIP_Y_WEBGL, false);
-    const s = { width, height, steps: 0, current: 0, sets: [], fbs: [] };
+    const s = { width, height, steps: 0, current: 0, sets: [], fbs: [], levels3d: [], levelFbs: [] };
     s.src = texture(width, height, gl.RGBA8, gl.RGBA, gl.UNSIGNED_BYTE, bitmap);
     for (let k = 0; k < 2; k++) {
       s.sets.push(range(T).map(() => texture(width, height, gl.RGBA32F)));
       s.fbs.push(framebuffer(s.sets[k]));
     }
+    for (let k = 1; k < SCALES; k++) {
+      const tex = gl.createTexture();
+      gl.bindTexture(gl.TEXTURE_2D_ARRAY, tex);
+      for (const p of [gl.TEXTURE_MIN_FILTER, gl.TEXTURE_MAG_FILTER]) gl.texParameteri(gl.TEXTURE_2D_ARRAY, p, gl.NEAREST);
+      gl.texStorage3D(gl.TEXTURE_2D_ARRAY, 1, gl.RGBA32F, width, height, 1 + T);
+      s.levels3d.push(tex);
+      s.levelFbs.push(range(1 + T).map((t) => layerFramebuffer(tex, t)));
+    }
     gl.bindFramebuffer(gl.FRAMEBUFFER, null);
-    if (gl.getError() !== gl.NO_ERROR || s.fbs.includes(null)) {
+    if (gl.getError() !== gl.NO_ERROR || s.fbs.includes(null) || s.levelFbs.flat().includes(null)) {
       freeSim(s);
       return null;
     }
@@ -349,10 +411,11 @@ void main() {
     gl.uniform3fv(p.uniforms.levelOffset, sim.levels.offset);
   }
 
-  function bindTextures(prog, named) {
+  // named: {uniform: texture}; `arrays` the names that are array textures.
+  function bindTextures(prog, named, arrays = []) {
     Object.entries(named).forEach(([name, tex], unit) => {
       gl.activeTexture(gl.TEXTURE0 + unit);
-      gl.bindTexture(gl.TEXTURE_2D, tex);
+      gl.bindTexture(arrays.includes(name) ? gl.TEXTURE_2D_ARRAY : gl.TEXTURE_2D, tex);
       gl.uniform1i(prog.uniforms[name], unit);
     });
   }
@@ -376,10 +439,32 @@ void main() {
     sim.steps = 0;
   }
 
+  // The smoothed copies the step reads (rule.coarse_stencils): copy k is copy k-1 (the state, for k = 1)
+  // blurred with taps 2^(k-1) apart.
+  function smoothLevels() {
+    for (let k = 1; k < SCALES; k++) {
+      const p = k === 1 ? programs.smoothBase : programs.smoothLevel;
+      gl.useProgram(p.prog);
+      if (k === 1) bindTextures(p, { src: sim.src, ...stateTextures(sim.sets[sim.current]) });
+      else bindTextures(p, { prev: sim.levels3d[k - 2] }, ["prev"]);
+      gl.uniform2i(p.uniforms.size, sim.width, sim.height);
+      gl.uniform1i(p.uniforms.tap, 1 << (k - 1));
+      setLevels(p);
+      gl.viewport(0, 0, sim.width, sim.height);
+      for (let t = 0; t <= T; t++) {
+        gl.bindFramebuffer(gl.FRAMEBUFFER, sim.levelFbs[k - 1][t]);
+        gl.uniform1i(p.uniforms.t, t);
+        gl.drawArrays(gl.TRIANGLES, 0, 3);
+      }
+    }
+  }
+
   function stepOnce() {
+    smoothLevels();
     const p = programs.step;
     gl.useProgram(p.prog);
-    bindTextures(p, { src: sim.src, w1: weights.w1, w2: weights.w2, ...stateTextures(sim.sets[sim.current]) });
+    const levels = Object.fromEntries(sim.levels3d.map((tex, k) => [`l${k + 1}`, tex]));
+    bindTextures(p, { src: sim.src, w1: weights.w1, w2: weights.w2, ...stateTextures(sim.sets[sim.current]), ...levels }, Object.keys(levels));
     gl.uniform2i(p.uniforms.size, sim.width, sim.height);
     gl.uniform1ui(p.uniforms.key, streamKey(sim.seed, sim.steps)); // stream = the step's number, from 0
     gl.uniform1f(p.uniforms.rate, arch.fire_rate);
