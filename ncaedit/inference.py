@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 import torch
 
 from ncaedit.noise import firing
-from ncaedit.rule import coarse_stencils, pad_cells, stencils
+from ncaedit.rule import coarse_stencils, pad_cells, smooth, stencils
 
 BAND_CELLS = 4096  # cells per band on a CPU: ~2.7 MB of features and activations at width 96, about an L2 cache (best of 1k-16k measured)
 BAND_CELLS_GPU = 1 << 22
@@ -106,16 +106,10 @@ def band_coarse(x: torch.Tensor, top: int, rows: int, scales: int, padding: str,
     level = x.index_select(0, torch.arange(top - reach, top + rows + reach, device=x.device) % height)  # rows top-reach..
     for k in range(1, scales):
         d, t = 2**k, 2 ** (k - 1)
-        level = _smooth_rows_valid(pad_cells(level, padding, t, dims=(1,)), t)  # t fewer rows at each end
+        level = smooth(pad_cells(level, padding, t, dims=(1,))[None], t)[0]  # rows not padded: t fewer at each end
         skip = (level.shape[0] - rows) // 2 - d  # the rows beyond what the stencils at spacing d read
         p = pad_cells(level[skip : level.shape[0] - skip] if skip else level, padding, d, dims=(1,))
         stencils(p[None], d, out=out[None, :, :, 4 * c * (k - 1) : 4 * c * k])
-
-
-def _smooth_rows_valid(p: torch.Tensor, t: int) -> torch.Tensor:
-    """rule.smooth of a (R, W + 2t, C) block whose rows are not padded: (R - 2t, W, C)."""
-    v = torch.add(p[: -2 * t], p[2 * t :]).add_(p[t:-t], alpha=2)
-    return torch.add(v[:, : -2 * t], v[:, 2 * t :]).add_(v[:, t:-t], alpha=2).div_(16)
 
 
 def run_inplace(

@@ -114,8 +114,8 @@ def _coarse_forward(x: torch.Tensor, scales: int, padding: str) -> torch.Tensor:
 
 def smooth(p: torch.Tensor, d: int) -> torch.Tensor:
     """Padded (B, H+2d, W+2d, C) -> (B, H, W, C): the [1,2,1] x [1,2,1] / 16 blur with taps d apart."""
-    v = p[:, : -2 * d] + 2 * p[:, d:-d] + p[:, 2 * d :]
-    return (v[:, :, : -2 * d] + 2 * v[:, :, d:-d] + v[:, :, 2 * d :]) / 16
+    v = torch.add(p[:, : -2 * d], p[:, 2 * d :]).add_(p[:, d:-d], alpha=2)
+    return torch.add(v[:, :, : -2 * d], v[:, :, 2 * d :]).add_(v[:, :, d:-d], alpha=2).div_(16)
 
 
 def stencils(p: torch.Tensor, d: int = 1, out: torch.Tensor | None = None) -> torch.Tensor:
