@@ -12,6 +12,8 @@ products per cell. This arranges the work so that a CPU runs them near its matri
 - cells that don't fire in a step are left out of the products (with fire_rate 0.5, half the work);
 - the second layer's output is padded to a multiple of 16 columns, which BLAS handles much faster
   than 15.
+- coarse perception (scales > 1) is computed for a few bands at a time (COARSE_CELLS), from their
+  rows and the rows they reach, so it too stays in cache.
 On a GPU the image is one band (BAND_CELLS_GPU) and every cell is computed (no gather).
 """
 
@@ -26,6 +28,7 @@ from ncaedit.rule import coarse_stencils, pad_cells, smooth, stencils
 
 BAND_CELLS = 4096  # cells per band on a CPU: ~2.7 MB of features and activations at width 96, about an L2 cache (best of 1k-16k measured)
 BAND_CELLS_GPU = 1 << 22
+COARSE_CELLS = 1 << 14  # cells of bands whose coarse perception is computed together: fewer rows computed twice around them, still in cache (best of 4k-64k measured)
 
 
 def refresh_border(p: torch.Tensor, padding: str) -> None:
@@ -52,8 +55,9 @@ class _Band:
         self.delta = like.new_empty(n, out_cols)
         self.scattered = like.new_empty(n, out_cols)
 
-    def run(self, src, dst, weights, image: int, top: int, rows: int, fires: torch.Tensor | None, skip_idle: bool, scales: int, padding: str) -> None:
-        """Rows top..top+rows of `image` from `src` into `dst`; `fires` (rows, W) bool or None (all)."""
+    def run(self, src, dst, weights, image: int, top: int, rows: int, fires: torch.Tensor | None, skip_idle: bool, coarse: torch.Tensor | None) -> None:
+        """Rows top..top+rows of `image` from `src` into `dst`; `fires` (rows, W) bool or None (all);
+        `coarse` these rows' coarse_stencils (rows, W, 4C (scales - 1)) or None (one scale)."""
         w1, b1, w2 = weights
         p = src[image, top : top + rows + 2]  # the band with its one-row halo above and below
         width, channels = p.shape[1] - 2, p.shape[2]
@@ -66,8 +70,8 @@ class _Band:
         torch.sub(v[:, 2:], v[:, :-2], out=f[:, :, 1])
         torch.sub(h[2:], h[:-2], out=f[:, :, 2])
         torch.add(v[:, :-2], v[:, 2:], out=f[:, :, 3]).add_(v[:, 1:-1], alpha=2)
-        if scales > 1:  # from the band's rows and the rows they reach, so it stays in the cache too
-            band_coarse(src[image, 1:-1, 1:-1], top, rows, scales, padding, f[:, :, 4:].flatten(2))
+        if coarse is not None:
+            f[:, :, 4:] = coarse.view(rows, width, -1, channels)
         features = f.view(n, -1)
 
         old = p[1:-1, 1:-1, 3:]
@@ -141,19 +145,28 @@ def run_inplace(
     dst = src.clone()  # the source channels are copied once here and never written again
 
     rows = max(1, min(height, (BAND_CELLS if on_cpu else BAND_CELLS_GPU) // width))
-    bands = [(i, r, min(rows, height - r)) for i in range(b) for r in range(0, height, rows)]
-    threads = min(threads or torch.get_num_threads(), len(bands)) if on_cpu else 1
+    # work is handed out in chunks of bands; with coarse perception a chunk's coarse features are
+    # computed together (band_coarse) before its bands run
+    chunk = rows * (max(1, COARSE_CELLS // (rows * width)) if cfg.scales > 1 else 1)
+    chunks = [(i, r, min(chunk, height - r)) for i in range(b) for r in range(0, height, chunk)]
+    threads = min(threads or torch.get_num_threads(), len(chunks)) if on_cpu else 1
     workers = [_Band(rows, width, c, cfg.scales, cfg.width, out_cols, state) for _ in range(threads)]
+    coarse = [state.new_empty(chunk, width, 4 * c * (cfg.scales - 1)) if cfg.scales > 1 else None for _ in range(threads)]
     grad_mode = torch.inference_mode if torch.is_inference_mode_enabled() else torch.no_grad
 
     def work(worker: int, src: torch.Tensor, dst: torch.Tensor, step: int) -> None:
         with grad_mode():
-            for image, r, n in bands[worker::threads]:
-                if fire_fn is None:
-                    fires = firing(cfg.fire_rate, seed, step, top + r, left, n, width, device=src.device)
-                else:
-                    fires = fire_fn(step, r, n)
-                workers[worker].run(src, dst, weights, image, r, n, fires, skip_idle, cfg.scales, cfg.padding)
+            for image, r, n in chunks[worker::threads]:
+                if coarse[worker] is not None:
+                    band_coarse(src[image, 1:-1, 1:-1], r, n, cfg.scales, cfg.padding, coarse[worker][:n])
+                for band in range(r, r + n, rows):
+                    k = min(rows, r + n - band)
+                    if fire_fn is None:
+                        fires = firing(cfg.fire_rate, seed, step, top + band, left, k, width, device=src.device)
+                    else:
+                        fires = fire_fn(step, band, k)
+                    rows_coarse = None if coarse[worker] is None else coarse[worker][band - r : band - r + k]
+                    workers[worker].run(src, dst, weights, image, band, k, fires, skip_idle, rows_coarse)
 
     saved_threads = torch.get_num_threads()
     pool = ThreadPoolExecutor(threads, initializer=torch.set_num_threads, initargs=(1,)) if threads > 1 else None

@@ -46,6 +46,7 @@ def test_hand_written_backward_is_the_exact_gradient():
 @pytest.mark.parametrize("scales", [1, 3])
 def test_in_place_engine_matches_the_autograd_rollout(monkeypatch, padding, fire_rate, skip_idle, scales):
     monkeypatch.setattr(inference, "BAND_CELLS", 40)  # many bands of 3 rows, a short last band, two threads
+    monkeypatch.setattr(inference, "COARSE_CELLS", 80)  # coarse features for two bands at a time, some chunks away from both edges
     rule = random_rule(2, padding=padding, fire_rate=fire_rate, hidden_channels=4, width=16, scales=scales)
     s = make_state(torch.rand(2, 3, 41, 13), 4, seed=5)  # tall enough for bands away from both edges (reach 7)
     with torch.enable_grad():
