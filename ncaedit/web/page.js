@@ -104,7 +104,8 @@ vec3 levelled(vec3 rgb) { return clamp(rgb * levelGain + levelOffset, 0.0, 1.0);
     return `${paddedFunction()}\n${fns.join("\n")}`;
   }
 
-  // One step: rule.PERCEPTION_FILTERS on a 3x3 neighbourhood, the MLP, the residual into channels 3+,
+  // One step: rule.PERCEPTION_FILTERS on a 3x3 neighbourhood (and, with coarse perception, with
+  // their taps d = 2, 4, ... apart on the smoothed copies), the MLP, the residual into channels 3+,
   // only where the fire mask fires (engine.py leaves the other cells exactly as they were).
   function stepShader() {
     const gather = range(SCALES).flatMap((k) => range(1 + T).map((t) => {
