@@ -24,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 import torch
 
 from ncaedit.noise import firing
-from ncaedit.rule import coarse_stencils, pad_cells, smooth, stencils
+from ncaedit.rule import coarse_forward
 
 BAND_CELLS = 4096  # cells per band on a CPU: ~2.7 MB of features and activations at width 96, about an L2 cache (best of 1k-16k measured)
 BAND_CELLS_GPU = 1 << 22
@@ -101,19 +101,14 @@ def band_coarse(x: torch.Tensor, top: int, rows: int, scales: int, padding: str,
     """rule.coarse_stencils of rows top..top+rows of one state x (H, W, C), into `out` (rows, W,
     4C (scales - 1)), from those rows and the 2^scales - 1 around them. Away from the top and bottom
     edges (and always with circular padding, whose rows wrap) every level is computed only on the rows
-    that the next one reads, so only columns are padded; near those edges, as rule.coarse_stencils."""
-    height, c, reach = x.shape[0], x.shape[2], 2**scales - 1
+    that the next one reads, so only columns are padded; near those edges, padded as the state is."""
+    height, reach = x.shape[0], 2**scales - 1
     if padding != "circular" and not reach <= top <= height - rows - reach:
         lo = max(0, top - reach)
-        out.copy_(coarse_stencils(x[lo : min(height, top + rows + reach)][None], scales, padding)[0, top - lo : top - lo + rows])
+        out.copy_(coarse_forward(x[lo : min(height, top + rows + reach)][None], scales, padding)[0, top - lo : top - lo + rows])
         return
-    level = x.index_select(0, torch.arange(top - reach, top + rows + reach, device=x.device) % height)  # rows top-reach..
-    for k in range(1, scales):
-        d, t = 2**k, 2 ** (k - 1)
-        level = smooth(pad_cells(level, padding, t, dims=(1,))[None], t)[0]  # rows not padded: t fewer at each end
-        skip = (level.shape[0] - rows) // 2 - d  # the rows beyond what the stencils at spacing d read
-        p = pad_cells(level[skip : level.shape[0] - skip] if skip else level, padding, d, dims=(1,))
-        stencils(p[None], d, out=out[None, :, :, 4 * c * (k - 1) : 4 * c * k])
+    x = x.index_select(0, torch.arange(top - reach, top + rows + reach, device=x.device) % height)  # rows top-reach..
+    coarse_forward(x[None], scales, padding, dims=(2,), out=out[None])
 
 
 def run_inplace(

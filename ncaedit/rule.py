@@ -99,16 +99,24 @@ def coarse_stencils(x: torch.Tensor, scales: int, padding: str) -> torch.Tensor 
     nothing depends on where a tile starts."""
     if scales == 1:
         return None
-    return _Coarse.apply(x, scales, padding) if torch.is_grad_enabled() and x.requires_grad else _coarse_forward(x, scales, padding)
+    return _Coarse.apply(x, scales, padding) if torch.is_grad_enabled() and x.requires_grad else coarse_forward(x, scales, padding)
 
 
-def _coarse_forward(x: torch.Tensor, scales: int, padding: str) -> torch.Tensor:
+def coarse_forward(x: torch.Tensor, scales: int, padding: str, dims: tuple[int, ...] = (1, 2), out: torch.Tensor | None = None) -> torch.Tensor:
+    """coarse_stencils without autograd, padded along `dims`. With dims (2,) the rows are not padded:
+    x holds 2^scales - 1 rows more on each side than the result, each blur loses the rows it cannot
+    compute, and the stencils read only the rows they need (inference.band_coarse). Written into
+    `out` when given."""
     b, h, w, c = x.shape
-    out, level = x.new_empty(b, h, w, 4 * c * (scales - 1)), x
+    rows = h if 1 in dims else h - 2 * (2**scales - 1)
+    out = x.new_empty(b, rows, w, 4 * c * (scales - 1)) if out is None else out
+    level = x
     for k in range(1, scales):
         d = 2**k
-        level = smooth(pad_cells(level, padding, d // 2), d // 2)
-        stencils(pad_cells(level, padding, d), d, out=out[..., 4 * c * (k - 1) : 4 * c * k])
+        level = smooth(pad_cells(level, padding, d // 2, dims), d // 2)
+        skip = max(0, (level.shape[1] - rows) // 2 - d)  # rows the stencils at spacing d do not read (unpadded rows only)
+        read = level[:, skip : level.shape[1] - skip]
+        stencils(pad_cells(read, padding, d, dims), d, out=out[..., 4 * c * (k - 1) : 4 * c * k])
     return out
 
 
@@ -184,7 +192,7 @@ class _Coarse(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, scales, padding):
         ctx.scales, ctx.padding = scales, padding
-        return _coarse_forward(x, scales, padding)
+        return coarse_forward(x, scales, padding)
 
     @staticmethod
     def backward(ctx, grad):
