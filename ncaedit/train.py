@@ -29,6 +29,7 @@ from ncaedit.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from ncaedit.config import CHECKPOINT_INTERVAL, TrainConfig
 from ncaedit.errors import NcaError
 from ncaedit.rule import Rule, RuleConfig, rollout
+from ncaedit.scenes import SCENES, scene
 from ncaedit.state import SOURCE, WORKING, levelled, make_state, photo_levels
 from ncaedit.stop import StopOnSignals
 
@@ -78,19 +79,27 @@ def run_identity(photos: list[np.ndarray], rule_config: RuleConfig, config: Trai
 
 class CropSampler:
     """Random square crops (as (3, crop, crop) tensors in [0, 1]) from a list of photos, each levelled
-    as a whole to `contrast` (state.photo_levels, as applying the rule does), augmented (augment.py)."""
+    as a whole to `contrast` (state.photo_levels, as applying the rule does), augmented (augment.py);
+    a `scene_share` of them from generated `scenes` (scenes.py) instead."""
 
-    def __init__(self, photos: list[np.ndarray], crop: int, rng: random.Random, augment: Augment | None = None, contrast: float = 0.0):
-        self.photos = [levelled(torch.from_numpy(p).permute(2, 0, 1), photo_levels(p, contrast)).contiguous() for p in photos]
-        for p in self.photos:
+    def __init__(
+        self, photos: list[np.ndarray], crop: int, rng: random.Random, augment: Augment | None = None, contrast: float = 0.0,
+        scenes: list[np.ndarray] = (), scene_share: float = 0.0,
+    ):
+        def level(p):
+            return levelled(torch.from_numpy(p).permute(2, 0, 1), photo_levels(p, contrast)).contiguous()
+
+        self.photos, self.scenes = [level(p) for p in photos], [level(p) for p in scenes]
+        for p in self.photos + self.scenes:
             if min(p.shape[1:]) < crop:
                 raise NcaError(f"a training photo is smaller than the {crop}-pixel crop; use a smaller --crop")
-        self.crop, self.rng, self.augment = crop, rng, augment or Augment()
+        self.crop, self.rng, self.augment, self.scene_share = crop, rng, augment or Augment(), scene_share
 
     def __call__(self, n: int) -> torch.Tensor:
         out = []
         for _ in range(n):
-            p = self.photos[self.rng.randrange(len(self.photos))]
+            source = self.scenes if self.scenes and self.rng.random() < self.scene_share else self.photos
+            p = source[self.rng.randrange(len(source))]
             side = crop_side(self.crop, self.augment, self.rng, min(p.shape[1:]))
             y = self.rng.randrange(p.shape[1] - side + 1)
             x = self.rng.randrange(p.shape[2] - side + 1)
@@ -274,7 +283,8 @@ def train_rule(
     """
     config.validate()
     run = new_run(rule_config, config, device)
-    sample = CropSampler(photos, config.crop, run.rng, config.augment(), rule_config.photo_contrast)
+    scenes = [scene(config.train_size, run.rng).permute(1, 2, 0).numpy() for _ in range(SCENES if config.scenes else 0)]
+    sample = CropSampler(photos, config.crop, run.rng, config.augment(), rule_config.photo_contrast, scenes, config.scenes)
     identity = run_identity(photos, rule_config, config, checkpointing.key) if checkpointing else ""
     if checkpointing and checkpointing.resume:
         resume(run, checkpointing.path, identity)
