@@ -30,6 +30,12 @@ CONTENTS = ("features", "layout")  # what the content term compares (StyleLossCo
 LOSS_NETS = ("auto", "vgg19", "random")
 
 
+def scales_reach(scales: int) -> int:
+    """How many cells away a step with `scales` levels of perception reads, in each direction
+    (rule.coarse_stencils: 1 + 2 + ... + 2^(scales-1), the spacings' sum)."""
+    return 2**scales - 1
+
+
 @dataclass
 class RuleConfig:
     hidden_channels: int = 12
@@ -50,8 +56,7 @@ class RuleConfig:
 
     @property
     def reach(self) -> int:
-        """How many cells away a step reads, in each direction (rule.coarse_stencils: 1 + 2 + ... + d at spacing d)."""
-        return 2**self.scales - 1
+        return scales_reach(self.scales)
 
     def validate(self) -> None:
         if self.hidden_channels < 0 or self.width < 1:

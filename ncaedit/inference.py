@@ -23,6 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import torch
 
+from ncaedit.config import scales_reach
 from ncaedit.noise import firing
 from ncaedit.rule import coarse_forward
 
@@ -102,7 +103,7 @@ def band_coarse(x: torch.Tensor, top: int, rows: int, scales: int, padding: str,
     4C (scales - 1)), from those rows and the 2^scales - 1 around them. Away from the top and bottom
     edges (and always with circular padding, whose rows wrap) every level is computed only on the rows
     that the next one reads, so only columns are padded; near those edges, padded as the state is."""
-    height, reach = x.shape[0], 2**scales - 1
+    height, reach = x.shape[0], scales_reach(scales)
     if padding != "circular" and not reach <= top <= height - rows - reach:
         lo = max(0, top - reach)
         out.copy_(coarse_forward(x[lo : min(height, top + rows + reach)][None], scales, padding)[0, top - lo : top - lo + rows])

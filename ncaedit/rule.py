@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ncaedit.config import PADDINGS, RuleConfig  # noqa: F401 (RuleConfig: re-exported where it was)
+from ncaedit.config import PADDINGS, RuleConfig, scales_reach  # noqa: F401 (RuleConfig: re-exported where it was)
 from ncaedit.noise import firing
 from ncaedit.reference import PERCEPTION_FILTERS  # noqa: F401 (what w1's features mean; `stencils` computes them)
 
@@ -108,7 +108,7 @@ def coarse_forward(x: torch.Tensor, scales: int, padding: str, dims: tuple[int, 
     compute, and the stencils read only the rows they need (inference.band_coarse). Written into
     `out` when given."""
     b, h, w, c = x.shape
-    rows = h if 1 in dims else h - 2 * (2**scales - 1)
+    rows = h if 1 in dims else h - 2 * scales_reach(scales)
     out = x.new_empty(b, rows, w, 4 * c * (scales - 1)) if out is None else out
     level = x
     for k in range(1, scales):
