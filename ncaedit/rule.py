@@ -122,8 +122,13 @@ def coarse_forward(x: torch.Tensor, scales: int, padding: str, dims: tuple[int, 
 
 def smooth(p: torch.Tensor, d: int) -> torch.Tensor:
     """Padded (B, H+2d, W+2d, C) -> (B, H, W, C): the [1,2,1] x [1,2,1] / 16 blur with taps d apart."""
-    v = torch.add(p[:, : -2 * d], p[:, 2 * d :]).add_(p[:, d:-d], alpha=2)
-    return torch.add(v[:, :, : -2 * d], v[:, :, 2 * d :]).add_(v[:, :, d:-d], alpha=2).div_(16)
+    return _smoothing(_smoothing(p, 1, d), 2, d).div_(16)
+
+
+def _smoothing(x: torch.Tensor, dim: int, d: int, out: torch.Tensor | None = None) -> torch.Tensor:
+    """y = x[:-2d] + 2 x[d:-d] + x[2d:] along `dim` (2d shorter there): [1,2,1] with taps d apart."""
+    n = x.shape[dim] - 2 * d
+    return torch.add(x.narrow(dim, 0, n), x.narrow(dim, 2 * d, n), out=out).add_(x.narrow(dim, d, n), alpha=2)
 
 
 def stencils(p: torch.Tensor, d: int = 1, out: torch.Tensor | None = None) -> torch.Tensor:
@@ -133,12 +138,11 @@ def stencils(p: torch.Tensor, d: int = 1, out: torch.Tensor | None = None) -> to
     b, h, w, c = p.shape[0], p.shape[1] - 2 * d, p.shape[2] - 2 * d, p.shape[3]
     out = p.new_empty(b, h, w, 4 * c) if out is None else out
     f = out.unflatten(3, (4, c))
-    v = torch.add(p[:, : -2 * d], p[:, 2 * d :]).add_(p[:, d:-d], alpha=2)
-    hz = torch.add(p[:, :, : -2 * d], p[:, :, 2 * d :]).add_(p[:, :, d:-d], alpha=2)
+    v, hz = _smoothing(p, 1, d), _smoothing(p, 2, d)
     f[..., 0, :] = p[:, d:-d, d:-d]
     torch.sub(v[:, :, 2 * d :], v[:, :, : -2 * d], out=f[..., 1, :])
     torch.sub(hz[:, 2 * d :], hz[:, : -2 * d], out=f[..., 2, :])
-    torch.add(v[:, :, : -2 * d], v[:, :, 2 * d :], out=f[..., 3, :]).add_(v[:, :, d:-d], alpha=2)
+    _smoothing(v, 2, d, out=f[..., 3, :])
     return out
 
 
@@ -161,7 +165,7 @@ def stencils_adjoint(grad: torch.Tensor, d: int = 1) -> torch.Tensor:
 
 
 def _smoothing_adjoint(grad: torch.Tensor, dim: int, d: int) -> torch.Tensor:
-    """The transpose of y = x[:-2d] + 2 x[d:-d] + x[2d:] along `dim`: grad of y -> grad of x (2d longer there)."""
+    """The transpose of `_smoothing`: grad of y -> grad of x (2d longer along `dim`)."""
     shape = list(grad.shape)
     shape[dim] += 2 * d
     out = grad.new_zeros(shape)
