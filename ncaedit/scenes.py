@@ -14,6 +14,8 @@ import random
 import torch
 import torch.nn.functional as F
 
+from ncaedit.style_loss import gaussian_blur
+
 SCENES = 8  # scenes generated for a training run
 SHAPES = 150  # ellipses per scene
 SMALLEST = 0.02  # the smallest and largest radius, as fractions of the side
@@ -45,7 +47,7 @@ def scene(size: int, rng: random.Random) -> torch.Tensor:
             fill = fill + rng.uniform(0.1, 0.4) * _noise(inside.shape, rng.uniform(0.02, 0.2) * size, g)
         image[:, rows, cols] = torch.where(inside, fill, image[:, rows, cols])
     sigma = rng.uniform(0, 1.5)
-    return _blur(image, sigma).clamp(0, 1) if sigma > 0.3 else image.clamp(0, 1)
+    return gaussian_blur(image[None], sigma, math.ceil(3 * sigma))[0].clamp(0, 1) if sigma > 0.3 else image.clamp(0, 1)
 
 
 def _power_law(lo: float, hi: float, rng: random.Random) -> float:
@@ -72,12 +74,3 @@ def _noise(shape: tuple[int, int], feature: float, g: torch.Generator) -> torch.
     n = [max(2, round(side / feature) + 1) for side in shape]
     fine = F.interpolate(torch.randn(1, 1, *n, generator=g), size=shape, mode="bicubic", align_corners=False)[0]
     return (fine - fine.mean()) / fine.std().clamp_min(1e-6) * 0.5
-
-
-def _blur(image: torch.Tensor, sigma: float) -> torch.Tensor:
-    radius = math.ceil(3 * sigma)
-    k = torch.exp(-((torch.arange(-radius, radius + 1, dtype=torch.float32) / sigma) ** 2) / 2)
-    k = (k / k.sum()).view(1, 1, 1, -1).repeat(3, 1, 1, 1)
-    x = F.pad(image[None], (radius, radius, radius, radius), mode="reflect")
-    x = F.conv2d(F.conv2d(x, k, groups=3), k.transpose(-1, -2), groups=3)
-    return x[0]

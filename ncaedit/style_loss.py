@@ -55,17 +55,22 @@ def layout_distance(out: torch.Tensor, src: torch.Tensor, sigma: float) -> torch
     luma = torch.tensor((0.299, 0.587, 0.114), device=out.device, dtype=out.dtype).view(1, 3, 1, 1)
     both = torch.cat([(out * luma).sum(1, keepdim=True), (src * luma).sum(1, keepdim=True)])
     if sigma > 0:
-        radius = max(1, min(round(3 * sigma), min(out.shape[-2:]) - 1))  # reflect padding needs radius < size
-        x = torch.arange(-radius, radius + 1, device=out.device, dtype=out.dtype)
-        k = torch.exp(-0.5 * (x / sigma) ** 2)
-        k = (k / k.sum()).view(1, 1, 1, -1)
-        both = F.conv2d(F.pad(both, (radius, radius, 0, 0), mode="reflect"), k)
-        both = F.conv2d(F.pad(both, (0, 0, radius, radius), mode="reflect"), k.transpose(2, 3))
+        both = gaussian_blur(both, sigma, max(1, min(round(3 * sigma), min(out.shape[-2:]) - 1)))  # reflect padding needs radius < size
     a, b = (x.flatten(1) - x.flatten(1).mean(1, keepdim=True) for x in both.chunk(2))
     # The floor on the denominator (standard deviations of about 3 % of the range) leaves flat regions,
     # a clear sky, free rather than amplifying their noise.
     corr = (a * b).mean(1) / (a.pow(2).mean(1) * b.pow(2).mean(1)).clamp_min(1e-6).sqrt()
     return (1 - corr).mean()
+
+
+def gaussian_blur(x: torch.Tensor, sigma: float, radius: int) -> torch.Tensor:
+    """(B, C, H, W) blurred by a Gaussian of `sigma` pixels cut off `radius` pixels out, one axis at
+    a time, reflect-padded (so radius < H, W)."""
+    t = torch.arange(-radius, radius + 1, device=x.device, dtype=x.dtype)
+    k = torch.exp(-0.5 * (t / sigma) ** 2)
+    k = (k / k.sum()).view(1, 1, 1, -1).expand(x.shape[1], 1, 1, -1)
+    x = F.conv2d(F.pad(x, (radius, radius, 0, 0), mode="reflect"), k, groups=x.shape[1])
+    return F.conv2d(F.pad(x, (0, 0, radius, radius), mode="reflect"), k.transpose(2, 3), groups=x.shape[1])
 
 
 def random_directions(p: int, c: int, generator: torch.Generator | None, device) -> torch.Tensor:
