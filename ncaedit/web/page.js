@@ -84,6 +84,9 @@ vec3 levelled(vec3 rgb) { return clamp(rgb * levelGain + levelOffset, 0.0, 1.0);
   const stateSamplers = range(T).map((t) => `uniform sampler2D s${t};`).join("\n");
   const outputs = range(T).map((t) => `layout(location = ${t}) out vec4 o${t};`).join("\n");
 
+  // GLSL that returns a zero cell outside the image, where the padding is zeros.
+  const OUTSIDE = arch.padding === "zeros" ? "if (any(lessThan(q, ivec2(0))) || any(greaterThanEqual(q, size))) return vec4(0.0);" : "";
+
   // The cell value of texture t (0: the levelled photo, as 2*rgb-1; then state texture t-1) at pixel q,
   // with the rule's padding outside the image (rule.pad_cells).
   function paddedFunction() {
@@ -96,10 +99,9 @@ vec3 levelled(vec3 rgb) { return clamp(rgb * levelGain + levelOffset, 0.0, 1.0);
     return `ivec2 padded(ivec2 q) { ${index} }`;
   }
   function cellFunctions() {
-    const outside = arch.padding === "zeros" ? "if (any(lessThan(q, ivec2(0))) || any(greaterThanEqual(q, size))) return vec4(0.0);" : "";
     const fns = range(1 + T).map((t) => {
       const read = t === 0 ? "vec4(levelled(texelFetch(src, padded(q), 0).rgb) * 2.0 - 1.0, 0.0)" : `texelFetch(s${t - 1}, padded(q), 0)`;
-      return `vec4 cell${t}(ivec2 q) { ${outside} return ${read}; }`;
+      return `vec4 cell${t}(ivec2 q) { ${OUTSIDE} return ${read}; }`;
     });
     return `${paddedFunction()}\n${fns.join("\n")}`;
   }
@@ -167,8 +169,7 @@ void main() {
 
   // Layer t of a smoothed copy at pixel q, padded as the state is.
   function levelFunction() {
-    const outside = arch.padding === "zeros" ? "if (any(lessThan(q, ivec2(0))) || any(greaterThanEqual(q, size))) return vec4(0.0);" : "";
-    return `vec4 level(highp sampler2DArray l, int t, ivec2 q) { ${outside} return texelFetch(l, ivec3(padded(q), t), 0); }`;
+    return `vec4 level(highp sampler2DArray l, int t, ivec2 q) { ${OUTSIDE} return texelFetch(l, ivec3(padded(q), t), 0); }`;
   }
 
   // rule.smooth: layer t of the next smoothed copy, the [1,2,1] x [1,2,1] / 16 blur with taps `tap`
