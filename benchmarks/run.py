@@ -8,13 +8,13 @@
   fire in a step (same result, half the products at fire_rate 0.5).
 - training: iterations per second of each preset at its training size, and how an iteration splits
   between the rollout (forward and backward) and the loss network (forward and backward);
-  `ncaedit style` with the fast preset on a 512-px sample photo, end to end.
+  `ncaedit style` on a 512-px sample photo, end to end, with the fast preset (`--style-presets` for others).
 - memory: peak RSS of training with the quality preset's longest rollout, and of applying a rule to a
   48-megapixel image; images per second applying a rule to a folder of 512-px photos (both through
   the batch `ncaedit apply RULE INPUT... --out DIR`).
 - start-up: wall time of `ncaedit --help`, and whether importing the CLI imports torch.
 
-    python benchmarks/run.py [--json out.json] [--device cpu|cuda] [--only rollout,train,style,memory,batch,cli]
+    python benchmarks/run.py [--json out.json] [--device cpu|cuda] [--only rollout,train,style,memory,batch,cli] [--style-presets fast,balanced]
 
 Runs offline (HF_HUB_OFFLINE=1): the loss network is VGG19 if its weights are cached, else the
 offline random-filter network; the table says which.
@@ -248,15 +248,17 @@ def run_measured(cmd: list[str], timeout: float = 900) -> tuple[int, float, floa
     return code, wall, peak, tail
 
 
-def section_style(table: Table, tmp: Path) -> None:
+def section_style(table: Table, tmp: Path, presets: list[str]) -> None:
     photo = SAMPLES / "astronaut.jpg"  # 512 x 512
-    out = tmp / "styled.png"
-    code, wall, rss, tail = run_measured([*ncaedit_cmd(), "style", str(photo), "--style", str(SAMPLES / "strokes.png"), "--preset", "fast", "--out", str(out)])
-    if code != 0:
-        table.add("style", "`ncaedit style` fast, 512 px: wall time", "failed", "", tail)
-        return
-    iterations = load_recipe("fast").train.iterations
-    table.add("style", "`ncaedit style` fast, 512 px: wall time", wall, "s", f"end to end ({iterations} iterations, apply, write); peak RSS {rss:.0f} MB")
+    for preset in presets:
+        out = tmp / f"styled-{preset}.png"
+        code, wall, rss, tail = run_measured([*ncaedit_cmd(), "style", str(photo), "--style", str(SAMPLES / "strokes.png"), "--preset", preset, "--out", str(out)])
+        what = f"`ncaedit style` {preset}, 512 px: wall time"
+        if code != 0:
+            table.add("style", what, "failed", "", tail)
+            continue
+        iterations = load_recipe(preset).train.iterations
+        table.add("style", what, wall, "s", f"end to end ({iterations} iterations, apply, write); peak RSS {rss:.0f} MB")
 
 
 def section_memory(table: Table, tmp: Path, rule_path: Path, batch_apply: bool) -> None:
@@ -332,11 +334,15 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the table as JSON here")
     parser.add_argument("--device", default="cpu", help="where rollouts and the training split run: cpu or cuda")
     parser.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated sections ({', '.join(SECTIONS)})")
+    parser.add_argument("--style-presets", default="fast", help="comma-separated presets the style section runs end to end (e.g. fast,balanced)")
     args = parser.parse_args()
     sections = [s.strip() for s in args.only.split(",") if s.strip()]
     unknown = set(sections) - set(SECTIONS)
     if unknown:
         parser.error(f"unknown sections {', '.join(sorted(unknown))}")
+    style_presets = [p.strip() for p in args.style_presets.split(",") if p.strip()]
+    if set(style_presets) - set(preset_names()):
+        parser.error(f"unknown presets in --style-presets (choose from {', '.join(preset_names())})")
     device = torch.device(args.device)
     table = Table()
     cpu = platform.processor() or platform.machine()
@@ -359,7 +365,7 @@ def main() -> None:
             elif section == "train":
                 section_train(table, device)
             elif section == "style":
-                section_style(table, tmp)
+                section_style(table, tmp, style_presets)
             elif section == "memory":
                 section_memory(table, tmp, rule_path, batch_apply)
             elif section == "batch":

@@ -18,3 +18,11 @@ def test_script_prints_a_table_and_writes_json(tmp_path):
     rows = {row["what"]: row["value"] for row in json.loads(out.read_text())["rows"]}
     assert rows["importing the CLI imports torch"] == "False"
     assert 0 < rows["`ncaedit --help` wall time"] < 10
+
+
+def test_unknown_style_preset_is_a_usage_error():
+    r = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "run.py"), "--only", "style", "--style-presets", "fast,nope"], capture_output=True, text=True, timeout=300
+    )
+    assert r.returncode == 2
+    assert "unknown presets in --style-presets" in r.stderr and "balanced" in r.stderr
