@@ -110,20 +110,45 @@ class PlenopticPS(torch.nn.Module):
         return ((s - self.target) ** 2).mean() / self.scale
 
 
+class ColourAxesStatistics(torch.nn.Module):
+    """The package's steerable statistics (steerable.py) on each of the style's three principal colour
+    axes instead of on luminance alone, averaged: whether the cells of a mosaic, which differ in hue
+    more than in lightness, need their colour channels' statistics (for comparison only)."""
+
+    def __init__(self, target_rgb):
+        super().__init__()
+        from ncaedit.steerable import TextureStatistics
+
+        _, vectors = torch.linalg.eigh(torch.cov(target_rgb[0].flatten(1)))
+        self.register_buffer("axes", vectors.T.flip(0).contiguous())  # largest variance first
+        self.per_axis = torch.nn.ModuleList(TextureStatistics(self._channel(target_rgb, a)) for a in self.axes)
+
+    @staticmethod
+    def _channel(rgb, axis):
+        # texture_statistics reads luminance; its weights sum to 1, so three equal copies read as this channel
+        return (rgb * axis.view(1, 3, 1, 1)).sum(1, keepdim=True).expand(-1, 3, -1, -1)
+
+    def forward(self, rgb):
+        return sum(t(self._channel(rgb, a)) for t, a in zip(self.per_axis, self.axes)) / len(self.per_axis)
+
+
 def candidates() -> dict:
-    """name -> (loss network, config changes, replace the texture term with plenoptic's?)"""
+    """name -> (loss network, config changes, the texture term to use instead of the package's, or None)"""
     texture = {"style_weight": 0.0, "texture_weight": 1.0}
+    default = {"texture_weight": 1.0, "content": "layout"}
     return {
-        "pyramid gram": (RandomFilters, {}, False),
-        "wide 3-23px x384 gram": (WideRandom, {}, False),
-        "patch sw (GPDM)": (Patches, {"style_distance": "sw", "projections": 64}, False),
-        "random VGG19 gram": (random_vgg19, {}, False),
-        "PS plenoptic": (RandomFilters, texture, True),
-        "PS own": (RandomFilters, texture, False),
-        "pyramid gram + PS own": (RandomFilters, {"texture_weight": 1.0}, False),
-        "PS own + layout": (RandomFilters, texture | {"content": "layout"}, False),
-        "pyramid gram + PS own + layout": (RandomFilters, {"texture_weight": 1.0, "content": "layout"}, False),
-        "pyramid gram + layout": (RandomFilters, {"content": "layout"}, False),
+        "pyramid gram": (RandomFilters, {}, None),
+        "wide 3-23px x384 gram": (WideRandom, {}, None),
+        "patch sw (GPDM)": (Patches, {"style_distance": "sw", "projections": 64}, None),
+        "random VGG19 gram": (random_vgg19, {}, None),
+        "PS plenoptic": (RandomFilters, texture, PlenopticPS),
+        "PS own": (RandomFilters, texture, None),
+        "pyramid gram + PS own": (RandomFilters, {"texture_weight": 1.0}, None),
+        "PS own + layout": (RandomFilters, texture | {"content": "layout"}, None),
+        "pyramid gram + PS own + layout": (RandomFilters, default, None),
+        "pyramid gram + PS own on colour axes + layout": (RandomFilters, default, ColourAxesStatistics),
+        "pyramid gram + PS own x5 + layout": (RandomFilters, default | {"texture_weight": 5.0}, None),
+        "pyramid gram + layout": (RandomFilters, {"content": "layout"}, None),
     }
 
 
@@ -132,10 +157,10 @@ def to_tensor(rgb):
 
 
 def build(name, style_rgb, base: StyleLossConfig):
-    make_net, changes, plenoptic = candidates()[name]
+    make_net, changes, texture = candidates()[name]
     loss = StyleLoss(make_net(), style_rgb, replace(base, **changes))
-    if plenoptic:
-        loss.texture = PlenopticPS(style_rgb)
+    if texture is not None:
+        loss.texture = texture(style_rgb)
     return loss
 
 
