@@ -341,8 +341,8 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown sections {', '.join(sorted(unknown))}")
     style_presets = [p.strip() for p in args.style_presets.split(",") if p.strip()]
-    if set(style_presets) - set(preset_names()):
-        parser.error(f"unknown presets in --style-presets (choose from {', '.join(preset_names())})")
+    if not style_presets or set(style_presets) - set(preset_names()):
+        parser.error(f"unknown or no presets in --style-presets (choose from {', '.join(preset_names())})")
     device = torch.device(args.device)
     table = Table()
     cpu = platform.processor() or platform.machine()

@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -20,9 +22,10 @@ def test_script_prints_a_table_and_writes_json(tmp_path):
     assert 0 < rows["`ncaedit --help` wall time"] < 10
 
 
-def test_unknown_style_preset_is_a_usage_error():
+@pytest.mark.parametrize("presets", ["fast,nope", " , "])
+def test_unknown_or_no_style_preset_is_a_usage_error(presets):
     r = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "run.py"), "--only", "style", "--style-presets", "fast,nope"], capture_output=True, text=True, timeout=300
+        [sys.executable, str(ROOT / "benchmarks" / "run.py"), "--only", "style", "--style-presets", presets], capture_output=True, text=True, timeout=300
     )
     assert r.returncode == 2
-    assert "unknown presets in --style-presets" in r.stderr and "balanced" in r.stderr
+    assert "unknown or no presets in --style-presets" in r.stderr and "balanced" in r.stderr
