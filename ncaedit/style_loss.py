@@ -3,7 +3,7 @@
     total = style_weight   * style distance (Gram matrices, or sliced Wasserstein) of loss-net features
           + texture_weight * distance of steerable-pyramid texture statistics (shapes: steerable.py)
           + content_weight * spatial distance to the source photo (keeps layout): loss-net features,
-                             or the correlation of low-passed luminances ("layout")
+                             or the concordance of low-passed luminances ("layout")
           + colour_weight  * sliced Wasserstein distance between RGB colour distributions
           + overflow_weight * how far the state strays outside [-1, 1]
 Each term is normalised by its target's magnitude, so weights mean the same for any loss network.
@@ -46,12 +46,14 @@ def content_distance(net: LossNet, feats: list[torch.Tensor], src: torch.Tensor)
 
 
 def layout_distance(out: torch.Tensor, src: torch.Tensor, sigma: float) -> torch.Tensor:
-    """1 - the correlation between the low-passed luminance of output and photo, per image: keeps
-    where things are lighter and darker, leaves finer detail free, and leaves the overall brightness
-    and contrast to the colour term (which sets them from the style's palette). A distance between
-    absolute luminances fought that term: with it the rule's texture judge was 0.37 against 0.28 on
-    strokes and 0.54 against 0.47 on rings (it did better on the mosaic, 1.28 against 1.41, and the
-    hatching, 0.31 against 0.35)."""
+    """1 - the concordance of the low-passed luminance of output and photo, per image: keeps where
+    things are lighter and darker, at the photo's contrast, leaves finer detail free, and leaves the
+    overall brightness to the colour term (which sets it from the style's palette). Concordance
+    (Lin's, on the centred maps: 2 cov / (var + var)) is the correlation times how alike the two
+    contrasts are; the correlation alone let a rule keep the layout at a fifth of the photo's contrast
+    and score as if it kept it all (the hatching: term 0.01, against the pixel optimum's 0.12, at SSIM
+    0.19 against 0.28). A distance between absolute luminances fought the colour term: with it the
+    rule's texture judge was 0.37 against 0.28 on strokes and 0.54 against 0.47 on rings."""
     luma = torch.tensor((0.299, 0.587, 0.114), device=out.device, dtype=out.dtype).view(1, 3, 1, 1)
     both = torch.cat([(out * luma).sum(1, keepdim=True), (src * luma).sum(1, keepdim=True)])
     if sigma > 0:
@@ -59,8 +61,8 @@ def layout_distance(out: torch.Tensor, src: torch.Tensor, sigma: float) -> torch
     a, b = (x.flatten(1) - x.flatten(1).mean(1, keepdim=True) for x in both.chunk(2))
     # The floor on the denominator (standard deviations of about 3 % of the range) leaves flat regions,
     # a clear sky, free rather than amplifying their noise.
-    corr = (a * b).mean(1) / (a.pow(2).mean(1) * b.pow(2).mean(1)).clamp_min(1e-6).sqrt()
-    return (1 - corr).mean()
+    concordance = 2 * (a * b).mean(1) / (a.pow(2).mean(1) + b.pow(2).mean(1)).clamp_min(2e-3)
+    return (1 - concordance).mean()
 
 
 def gaussian_blur(x: torch.Tensor, sigma: float, radius: int) -> torch.Tensor:

@@ -80,8 +80,11 @@ def test_layout_term_keeps_where_things_are_and_lets_fine_detail_go():
     moved = torch.roll(photo, 12, dims=3)
     assert layout_distance(photo, photo, 2.0) < 1e-8
     assert layout_distance(moved, photo, 2.0) > 20 * layout_distance(detail, photo, 2.0)
-    # the palette is the colour term's: a darker, flatter version of the photo keeps its layout
-    assert layout_distance(0.2 + 0.5 * photo, photo, 2.0) < 1e-6
+    # the overall brightness is the colour term's: a darker version of the photo keeps its layout
+    assert layout_distance(photo - 0.2, photo, 2.0) < 1e-6
+    # but a faint copy does not (the correlation alone scored it as the photo)
+    assert layout_distance(0.4 + 0.1 * photo, photo, 2.0) > 0.75
+    assert layout_distance(0.4 + 0.1 * photo, photo, 2.0) > 3 * layout_distance(0.2 + 0.5 * photo, photo, 2.0)
     assert layout_distance(1 - photo, photo, 2.0) > 1.9  # a negative does not
     loss = StyleLoss(RandomFilters(levels=2, maps=8), torch.rand(1, 3, 32, 32), StyleLossConfig(content="layout"))
     assert loss(make_state(photo, 4))["content"] < 1e-8
