@@ -30,7 +30,7 @@ from judges import colour_distance, ssim, texture_distance
 from ncaedit.apply import apply_rule
 from ncaedit.image import Photo, fit_long_side, load_image
 from ncaedit.recipe import load_recipe
-from ncaedit.state import WORKING, working_rgb
+from ncaedit.state import WORKING, levelled, photo_levels, working_rgb
 from ncaedit.train import train_rule
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -58,9 +58,11 @@ def style_loss(recipe, style_rgb: np.ndarray):
     return StyleLoss(load_loss_net("random").net, style_t, recipe.loss)
 
 
-def pixel_optimum(photo: np.ndarray, loss_fn, steps: int, lr: float = 0.02) -> np.ndarray:
-    """The photo's pixels optimised by Adam for the loss (the working RGB of a state; hidden channels unused)."""
-    colour = torch.from_numpy(photo).permute(2, 0, 1)[None] * 2 - 1
+def pixel_optimum(photo: np.ndarray, loss_fn, steps: int, lr: float = 0.02, contrast: float = 0.0) -> np.ndarray:
+    """The photo's pixels optimised by Adam for the loss (the working RGB of a state; hidden channels
+    unused), from the photo levelled to `contrast` as the rule reads it (the recipe's photo_contrast;
+    0: as it is), which the loss also compares with, as in training."""
+    colour = levelled(torch.from_numpy(photo).permute(2, 0, 1), photo_levels(photo, contrast))[None] * 2 - 1
     state = torch.cat([colour, colour], dim=1)
     pixels = state[:, WORKING].clone().requires_grad_(True)
     opt = torch.optim.Adam([pixels], lr=lr)
@@ -112,12 +114,13 @@ def run_pair(photo_name: str, style_name: str, recipe, optimum_steps: int, out_d
     photo = photos[photo_name]
     loss_fn = style_loss(recipe, style)
     t0 = time.perf_counter()
-    key = hashlib.sha256(json.dumps([photo_name, style_name, size, optimum_steps, dataclasses.asdict(recipe.loss)], sort_keys=True).encode())
-    cached = cache / f"optimum-{key.hexdigest()[:16]}.npy"  # the optimum does not depend on the rule's recipe
+    contrast = recipe.rule.photo_contrast
+    key = hashlib.sha256(json.dumps([photo_name, style_name, size, optimum_steps, contrast, dataclasses.asdict(recipe.loss)], sort_keys=True).encode())
+    cached = cache / f"optimum-{key.hexdigest()[:16]}.npy"  # the optimum depends on the rule's recipe only through the levelling
     if cached.exists():
         optimum = np.load(cached)
     else:
-        optimum = pixel_optimum(photo, loss_fn, optimum_steps)
+        optimum = pixel_optimum(photo, loss_fn, optimum_steps, contrast=contrast)
         np.save(cached, optimum)
     t1 = time.perf_counter()
     trained = train_rule([photo], loss_fn, recipe.rule, recipe.train)

@@ -4,7 +4,7 @@ import torch
 from ncaedit.errors import NcaError
 from ncaedit.lossnet import VGG19, RandomFilters, load_loss_net
 from ncaedit.state import make_state
-from ncaedit.style_loss import StyleLoss, StyleLossConfig, gram
+from ncaedit.style_loss import LUMA, StyleLoss, StyleLossConfig, gram
 
 
 def vgg19_features_state_dict(seed=0):
@@ -69,12 +69,28 @@ def test_style_loss_is_zero_on_the_style_itself_and_larger_elsewhere(distance):
     torch.manual_seed(0)
     net = RandomFilters(levels=2, maps=16)
     style = torch.rand(1, 3, 32, 32)
+    style += 0.5 - (style * torch.tensor(LUMA).view(1, 3, 1, 1)).sum(1).mean()  # as light as a levelled photo
     loss = StyleLoss(net, style, StyleLossConfig(style_distance=distance, content_weight=0, colour_weight=1))
     same = loss(make_state(style, 4), torch.Generator().manual_seed(1))
     other = loss(make_state(torch.full((1, 3, 32, 32), 0.5), 4), torch.Generator().manual_seed(1))
     assert same["style"] < 1e-6 and same["colour"] < 1e-6 and same["texture"] < 1e-6
     assert other["style"] > 0.05 and other["colour"] > 0.05 and other["texture"] > 0.05
     assert set(same) == {"style", "texture", "colour", "overflow", "total"}
+
+
+def test_colour_term_asks_for_the_palette_lighter_or_darker_where_the_photo_is():
+    style = torch.rand(1, 3, 32, 32) * 0.5 + 0.25  # mean luminance 0.5
+    loss = StyleLoss(RandomFilters(levels=2, maps=8), style, StyleLossConfig(content_weight=0))
+
+    def colour(photo, result):
+        state = make_state(photo, 4)
+        state[:, 3:6] = result * 2 - 1
+        return float(loss(state, torch.Generator().manual_seed(0))["colour"])
+
+    dark, light = torch.full((1, 3, 32, 32), 0.3), torch.full((1, 3, 32, 32), 0.7)
+    assert colour(dark, style - 0.2) < 0.1 * colour(dark, style)  # the palette, 0.2 darker
+    assert colour(light, style + 0.2) < 0.1 * colour(light, style)
+    assert colour(dark, style - 0.2) < 0.1 * colour(light, style - 0.2)
 
 
 def test_content_term_measures_layout_change():
