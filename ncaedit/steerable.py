@@ -22,7 +22,7 @@ import math
 
 import torch
 
-_LUMA = (0.299, 0.587, 0.114)
+LUMA = (0.299, 0.587, 0.114)  # luminance weights of RGB (they sum to 1: a grey shift moves luminance by as much)
 
 
 def _filters(h: int, w: int, scales: int, orientations: int, device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -79,10 +79,15 @@ def _corr(a: torch.Tensor, b: torch.Tensor, sa: torch.Tensor, sb: torch.Tensor) 
 ENERGIES = ("energy",)
 
 
+def luminance(rgb: torch.Tensor) -> torch.Tensor:
+    """(B, 3, H, W) -> (B, H, W)."""
+    return torch.einsum("bchw,c->bhw", rgb, torch.tensor(LUMA, device=rgb.device, dtype=rgb.dtype))
+
+
 def texture_statistics(rgb: torch.Tensor, scales: int = 4, orientations: int = 4, lags: int = 3, filters=None) -> dict[str, torch.Tensor]:
     """rgb (B, 3, H, W) in [0, 1] -> named groups of statistics, each (B, n). `filters`: this
     size's `_filters`, when the caller keeps them."""
-    grey = torch.einsum("bchw,c->bhw", rgb, torch.tensor(_LUMA, device=rgb.device, dtype=rgb.dtype))
+    grey = luminance(rgb)
     h, w = grey.shape[-2:]
     bands_f, lows_f = filters or _filters(h, w, scales, orientations, rgb.device)
     g = _centred(grey)

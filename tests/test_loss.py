@@ -4,7 +4,8 @@ import torch
 from ncaedit.errors import NcaError
 from ncaedit.lossnet import VGG19, RandomFilters, load_loss_net
 from ncaedit.state import make_state
-from ncaedit.style_loss import LUMA, StyleLoss, StyleLossConfig, gram
+from ncaedit.steerable import luminance
+from ncaedit.style_loss import StyleLoss, StyleLossConfig, gram
 
 
 def vgg19_features_state_dict(seed=0):
@@ -69,7 +70,7 @@ def test_style_loss_is_zero_on_the_style_itself_and_larger_elsewhere(distance):
     torch.manual_seed(0)
     net = RandomFilters(levels=2, maps=16)
     style = torch.rand(1, 3, 32, 32)
-    style += 0.5 - (style * torch.tensor(LUMA).view(1, 3, 1, 1)).sum(1).mean()  # as light as a levelled photo
+    style += 0.5 - luminance(style).mean()  # as light as a levelled photo
     loss = StyleLoss(net, style, StyleLossConfig(style_distance=distance, content_weight=0, colour_weight=1))
     same = loss(make_state(style, 4), torch.Generator().manual_seed(1))
     other = loss(make_state(torch.full((1, 3, 32, 32), 0.5), 4), torch.Generator().manual_seed(1))
