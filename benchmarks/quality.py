@@ -2,6 +2,8 @@
 
 For each photo x style pair (bundled images, styles with motifs from ~4 px to ~40 px) this measures
 - optimum: the photo's pixels optimised directly for the same loss (what the loss can express at best),
+- optimum with change-TV: the same with training's change-TV term added, the rule's whole objective
+           (what a rule trained with it can reach at best: the gap between the two optima is the TV's price),
 - rule:    a rule trained with the preset on the photo, applied to that photo,
 - unseen:  the same rule applied to the other bundled photos,
 with judges that share nothing with the training losses (benchmarks/judges.py): colour and texture
@@ -31,7 +33,7 @@ from ncaedit.apply import apply_rule
 from ncaedit.image import Photo, fit_long_side, load_image
 from ncaedit.recipe import load_recipe
 from ncaedit.state import WORKING, levelled, photo_levels, working_rgb
-from ncaedit.train import train_rule
+from ncaedit.train import change_tv, train_rule
 
 ROOT = Path(__file__).resolve().parents[1]
 PHOTOS = ("chelsea.jpg", "coffee.jpg", "astronaut.jpg", "rocket.jpg")
@@ -58,10 +60,11 @@ def style_loss(recipe, style_rgb: np.ndarray):
     return StyleLoss(load_loss_net("random").net, style_t, recipe.loss)
 
 
-def pixel_optimum(photo: np.ndarray, loss_fn, steps: int, lr: float = 0.02, contrast: float = 0.0) -> np.ndarray:
+def pixel_optimum(photo: np.ndarray, loss_fn, steps: int, lr: float = 0.02, contrast: float = 0.0, tv_weight: float = 0.0) -> np.ndarray:
     """The photo's pixels optimised by Adam for the loss (the working RGB of a state; hidden channels
     unused), from the photo levelled to `contrast` as the rule reads it (the recipe's photo_contrast;
-    0: as it is), which the loss also compares with, as in training."""
+    0: as it is), which the loss also compares with, as in training. With `tv_weight` the objective
+    also has training's change-TV term (train.change_tv): the rule's whole objective."""
     colour = levelled(torch.from_numpy(photo).permute(2, 0, 1), photo_levels(photo, contrast))[None] * 2 - 1
     state = torch.cat([colour, colour], dim=1)
     pixels = state[:, WORKING].clone().requires_grad_(True)
@@ -70,6 +73,8 @@ def pixel_optimum(photo: np.ndarray, loss_fn, steps: int, lr: float = 0.02, cont
     for _ in range(steps):
         x = torch.cat([state[:, :3], pixels], dim=1)
         loss = loss_fn(x, gen)["total"]
+        if tv_weight > 0:
+            loss = loss + tv_weight * change_tv(x)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -115,13 +120,15 @@ def run_pair(photo_name: str, style_name: str, recipe, optimum_steps: int, out_d
     loss_fn = style_loss(recipe, style)
     t0 = time.perf_counter()
     contrast = recipe.rule.photo_contrast
-    key = hashlib.sha256(json.dumps([photo_name, style_name, size, optimum_steps, contrast, dataclasses.asdict(recipe.loss)], sort_keys=True).encode())
-    cached = cache / f"optimum-{key.hexdigest()[:16]}.npy"  # the optimum depends on the rule's recipe only through the levelling
-    if cached.exists():
-        optimum = np.load(cached)
-    else:
-        optimum = pixel_optimum(photo, loss_fn, optimum_steps, contrast=contrast)
-        np.save(cached, optimum)
+
+    def optimum_for(tv_weight: float) -> np.ndarray:  # the optimum depends on the rule's recipe only through the levelling and the TV weight
+        key = [photo_name, style_name, size, optimum_steps, contrast, dataclasses.asdict(recipe.loss)] + ([tv_weight] if tv_weight else [])
+        cached = cache / f"optimum-{hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]}.npy"
+        if not cached.exists():
+            np.save(cached, pixel_optimum(photo, loss_fn, optimum_steps, contrast=contrast, tv_weight=tv_weight))
+        return np.load(cached)
+
+    optimum, objective = optimum_for(0.0), optimum_for(recipe.train.tv_weight)
     t1 = time.perf_counter()
     trained = train_rule([photo], loss_fn, recipe.rule, recipe.train)
     t2 = time.perf_counter()
@@ -130,6 +137,7 @@ def run_pair(photo_name: str, style_name: str, recipe, optimum_steps: int, out_d
     rec = {
         "photo": photo_name, "style": style_name,
         "optimum": judge(optimum, photo, style),
+        "objective_optimum": judge(objective, photo, style),
         "rule": judge(edited[photo_name], photo, style),
         "unseen": {n: judge(edited[n], photos[n], style) for n in PHOTOS if n != photo_name},
         "seconds": {"optimum": round(t1 - t0, 1), "train": round(t2 - t1, 1), "train_iterations": len(trained.history)},
@@ -139,7 +147,10 @@ def run_pair(photo_name: str, style_name: str, recipe, optimum_steps: int, out_d
     def tag(r):
         return f"c{r['colour']:.2f} t{r['texture']:.2f} s{r['ssim']:.2f}"
 
-    top = [("style", style), (f"photo {photo_name}", photo), (f"optimum {tag(rec['optimum'])}", optimum), (f"rule {tag(rec['rule'])}", edited[photo_name])]
+    top = [
+        ("style", style), (f"photo {photo_name}", photo), (f"optimum {tag(rec['optimum'])}", optimum),
+        (f"optimum+TV {tag(rec['objective_optimum'])}", objective), (f"rule {tag(rec['rule'])}", edited[photo_name]),
+    ]
     bottom = [(f"unseen {n.split('.')[0]} {tag(rec['unseen'][n])}", edited[n]) for n in PHOTOS if n != photo_name]
     sheet = labelled_sheet([top, bottom])
     path = out_dir / f"{Path(photo_name).stem}-{Path(style_name).stem}.png"
@@ -153,13 +164,15 @@ def summary(records: list[dict]) -> dict:
     med = lambda xs: float(np.median(xs))  # noqa: E731
     train = {k: med([r["rule"][k] for r in records]) for k in ("colour", "texture", "ssim")}
     optimum = {k: med([r["optimum"][k] for r in records]) for k in ("colour", "texture", "ssim")}
+    objective = {k: med([r["objective_optimum"][k] for r in records]) for k in ("colour", "texture", "ssim")}
     unseen = {k: med([u[k] for r in records for u in r["unseen"].values()]) for k in ("colour", "texture", "ssim")}
     # unseen relative to training photo: per pair, the mean over unseen photos divided by the training photo's
     rel = {k: med([np.mean([u[k] for u in r["unseen"].values()]) / r["rule"][k] for r in records]) for k in ("colour", "texture")}
     texture_vs_optimum = med([r["rule"]["texture"] / r["optimum"]["texture"] for r in records])
     return {
-        "optimum": optimum, "rule": train, "unseen": unseen,
+        "optimum": optimum, "objective_optimum": objective, "rule": train, "unseen": unseen,
         "rule_texture_over_optimum": texture_vs_optimum, "unseen_over_rule": rel,
+        "objective_optimum_texture_over_optimum": med([r["objective_optimum"]["texture"] / r["optimum"]["texture"] for r in records]),
         "targets": {
             "train_texture_within_25pct_of_optimum": texture_vs_optimum <= 1.25,
             "train_colour_le_0.6": train["colour"] <= 0.6,
@@ -190,6 +203,7 @@ def main():
         u = {k: np.mean([x[k] for x in rec["unseen"].values()]) for k in ("colour", "texture", "ssim")}
         print(
             f"{rec['photo']:14s} {rec['style']:12s} optimum c{rec['optimum']['colour']:.2f} t{rec['optimum']['texture']:.2f} s{rec['optimum']['ssim']:.2f} | "
+            f"with change-TV c{rec['objective_optimum']['colour']:.2f} t{rec['objective_optimum']['texture']:.2f} s{rec['objective_optimum']['ssim']:.2f} | "
             f"rule c{rec['rule']['colour']:.2f} t{rec['rule']['texture']:.2f} s{rec['rule']['ssim']:.2f} | "
             f"unseen c{u['colour']:.2f} t{u['texture']:.2f} s{u['ssim']:.2f} | train {rec['seconds']['train']:.0f} s",
             flush=True,
@@ -197,7 +211,8 @@ def main():
     result = {"preset": args.preset, "overrides": parse_sets(args.set), "pairs": records, "summary": summary(records), "targets": TARGETS}
     (args.out / "quality.json").write_text(json.dumps(result, indent=2))
     s = result["summary"]
-    print(f"medians: rule texture/optimum {s['rule_texture_over_optimum']:.2f}, rule colour {s['rule']['colour']:.2f}, ssim {s['rule']['ssim']:.2f}; "
+    print(f"medians: optimum with change-TV texture/optimum {s['objective_optimum_texture_over_optimum']:.2f}, ssim {s['objective_optimum']['ssim']:.2f}; "
+          f"rule texture/optimum {s['rule_texture_over_optimum']:.2f}, rule colour {s['rule']['colour']:.2f}, ssim {s['rule']['ssim']:.2f}; "
           f"unseen/rule colour {s['unseen_over_rule']['colour']:.2f} texture {s['unseen_over_rule']['texture']:.2f}, unseen ssim {s['unseen']['ssim']:.2f}")
     print("targets met: " + ", ".join(f"{k}={'yes' if v else 'NO'}" for k, v in s["targets"].items()))
 
