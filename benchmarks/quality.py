@@ -33,7 +33,7 @@ from ncaedit.apply import apply_rule
 from ncaedit.image import Photo, fit_long_side, load_image
 from ncaedit.recipe import load_recipe
 from ncaedit.state import WORKING, levelled, photo_levels, working_rgb
-from ncaedit.train import change_tv, train_rule
+from ncaedit.train import objective, train_rule
 
 ROOT = Path(__file__).resolve().parents[1]
 PHOTOS = ("chelsea.jpg", "coffee.jpg", "astronaut.jpg", "rocket.jpg")
@@ -64,7 +64,7 @@ def pixel_optimum(photo: np.ndarray, loss_fn, steps: int, lr: float = 0.02, cont
     """The photo's pixels optimised by Adam for the loss (the working RGB of a state; hidden channels
     unused), from the photo levelled to `contrast` as the rule reads it (the recipe's photo_contrast;
     0: as it is), which the loss also compares with, as in training. With `tv_weight` the objective
-    also has training's change-TV term (train.change_tv): the rule's whole objective."""
+    also has training's change-TV term (train.objective): the rule's whole objective."""
     colour = levelled(torch.from_numpy(photo).permute(2, 0, 1), photo_levels(photo, contrast))[None] * 2 - 1
     state = torch.cat([colour, colour], dim=1)
     pixels = state[:, WORKING].clone().requires_grad_(True)
@@ -72,9 +72,7 @@ def pixel_optimum(photo: np.ndarray, loss_fn, steps: int, lr: float = 0.02, cont
     gen = torch.Generator().manual_seed(0)
     for _ in range(steps):
         x = torch.cat([state[:, :3], pixels], dim=1)
-        loss = loss_fn(x, gen)["total"]
-        if tv_weight > 0:
-            loss = loss + tv_weight * change_tv(x)
+        loss = objective(loss_fn, x, gen, tv_weight)["total"]
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -122,6 +120,7 @@ def run_pair(photo_name: str, style_name: str, recipe, optimum_steps: int, out_d
     contrast = recipe.rule.photo_contrast
 
     def optimum_for(tv_weight: float) -> np.ndarray:  # the optimum depends on the rule's recipe only through the levelling and the TV weight
+        # without TV the key is the one the loss-only optima were cached under before the TV optimum existed
         key = [photo_name, style_name, size, optimum_steps, contrast, dataclasses.asdict(recipe.loss)] + ([tv_weight] if tv_weight else [])
         cached = cache / f"optimum-{hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]}.npy"
         if not cached.exists():

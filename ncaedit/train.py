@@ -115,6 +115,15 @@ def change_tv(state: torch.Tensor) -> torch.Tensor:
     return (d[..., 1:, :] - d[..., :-1, :]).abs().mean() + (d[..., :, 1:] - d[..., :, :-1]).abs().mean()
 
 
+def objective(loss_fn: Callable, state: torch.Tensor, generator: torch.Generator, tv_weight: float) -> dict[str, torch.Tensor]:
+    """What training minimises: the loss's terms, plus change-TV (weighted into "total") when tv_weight > 0."""
+    terms = loss_fn(state, generator)
+    if tv_weight > 0:
+        terms["change_tv"] = change_tv(state)
+        terms["total"] = terms["total"] + tv_weight * terms["change_tv"]
+    return terms
+
+
 class StatePool:
     """The pool of partly edited training states: a batch is sampled from it (some replaced by fresh
     crops), rolled out, and committed back, so the rule also learns to stay stable when run longer."""
@@ -217,10 +226,7 @@ def train_step(run: Run, pool: StatePool, loss_fn: Callable, config: TrainConfig
     idx, batch = pool.draw(config.batch, config.fresh_per_batch)
     steps = run.rng.randint(config.steps_min, config.steps_max)
     out = rollout(run.rule, batch, steps, seed=run.rng.randrange(2**31), checkpoint_every=config.grad_checkpoint_every)
-    terms = loss_fn(out, run.gen)
-    if config.tv_weight > 0:
-        terms["change_tv"] = change_tv(out)
-        terms["total"] = terms["total"] + config.tv_weight * terms["change_tv"]
+    terms = objective(loss_fn, out, run.gen, config.tv_weight)
     loss = terms["total"]
     fault = "state" if not torch.isfinite(out).all() else "loss" if not torch.isfinite(loss) else None
     if fault is None:
