@@ -6,7 +6,8 @@
   the MLP's multiply-adds) as a fraction of a large float32 matrix product timed in the same run.
   "same arithmetic" computes every cell like the reference; "default" leaves out the cells that don't
   fire in a step (same result, half the products at fire_rate 0.5).
-- training: iterations per second of each preset at its training size, and how an iteration splits
+- training: iterations per second of each preset at its training size, on the CPU with the threads
+  the style mode trains with (ModeSetup.threads) and, where that is fewer, with all of torch's; how an iteration splits
   between the rollout (forward and backward) and the loss network (forward and backward);
   `ncaedit style` on a 512-px sample photo, end to end, with the fast preset (`--style-presets` for others).
 - memory: peak RSS of training with the quality preset's longest rollout, and of applying a rule to a
@@ -40,15 +41,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ncaedit.device import training_threads
 from ncaedit.image import Photo, fit_long_side, load_image, save_image
 from ncaedit.inference import run_inplace
-from ncaedit.lossnet import load_loss_net
+from ncaedit.modes.style import style_mode
 from ncaedit.nca_format import save_rule
 from ncaedit.recipe import load_recipe, preset_names
 from ncaedit.reference import ReferenceRule, reference_rollout
 from ncaedit.rule import Rule, RuleConfig, rollout
 from ncaedit.state import make_state
-from ncaedit.style_loss import StyleLoss
 from ncaedit.train import train_rule
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -163,10 +164,10 @@ def section_rollout(table: Table, device: torch.device) -> None:
 
 
 def style_setup(recipe, device: torch.device):
-    choice = load_loss_net("auto")
-    style = load_image(SAMPLES / "strokes.png").rgb
-    style_rgb = torch.from_numpy(fit_long_side(style, recipe.loss.style_size)).permute(2, 0, 1)[None].to(device)
-    return StyleLoss(choice.net.to(device), style_rgb, recipe.loss), choice.net.name
+    """The style mode's loss for the strokes sample, its loss network's name, and the torch threads
+    it trains with on the CPU (ModeSetup.threads)."""
+    setup = style_mode(SAMPLES / "strokes.png").setup(recipe, None, device.type, lambda message: None)
+    return setup.loss_fn, setup.metadata["loss_net"], setup.threads
 
 
 def section_train(table: Table, device: torch.device) -> None:
@@ -176,12 +177,17 @@ def section_train(table: Table, device: torch.device) -> None:
         n = iterations.get(preset, 2)
         recipe = load_recipe(preset, {"train": {"iterations": n + 1}})
         t = recipe.train
-        loss, net_name = style_setup(recipe, device)
+        loss, net_name, threads = style_setup(recipe, device)
         size = f"batch {t.batch} x {t.crop}^2, {t.steps_min}-{t.steps_max} steps, width {recipe.rule.width}"
         if device.type == "cpu":  # train_rule runs on the CPU
-            ends = []
-            train_rule([fit_long_side(photo, t.train_size)], loss, recipe.rule, t, on_iteration=lambda it, rec: ends.append(time.perf_counter()))
-            table.add("training", f"{preset}: iterations/s", n / (ends[-1] - ends[0]), "it/s", f"{size}; after 1 warm-up iteration")
+            # as ncaedit trains (the style mode's threads), and with all of torch's, side by side
+            used = min(threads, torch.get_num_threads())
+            runs = [(f"{used} thread(s), as ncaedit trains", threads), (f"all {torch.get_num_threads()} threads", None)]
+            for label, wanted in runs[: 1 if used == torch.get_num_threads() else 2]:
+                ends = []
+                with training_threads("cpu", wanted):
+                    train_rule([fit_long_side(photo, t.train_size)], loss, recipe.rule, t, on_iteration=lambda it, rec: ends.append(time.perf_counter()))
+                table.add("training", f"{preset}: iterations/s, {label}", n / (ends[-1] - ends[0]), "it/s", f"{size}; after 1 warm-up iteration")
         # one iteration's parts at the preset's mean rollout length
         torch.manual_seed(0)
         rule = Rule(recipe.rule).to(device)
@@ -266,7 +272,7 @@ def section_memory(table: Table, tmp: Path, rule_path: Path, batch_apply: bool) 
         "import sys; from ncaedit.recipe import load_recipe; from benchmarks.run import style_setup, SAMPLES;"
         "from ncaedit.image import load_image, fit_long_side; from ncaedit.train import train_rule; import torch;"
         "r = load_recipe('quality', {'train': {'iterations': 1}}); t = r.train; t.steps_min = t.steps_max;"
-        "loss, _ = style_setup(r, torch.device('cpu'));"
+        "loss, _, _ = style_setup(r, torch.device('cpu'));"
         "train_rule([fit_long_side(load_image(SAMPLES / 'astronaut.jpg').rgb, t.train_size)], loss, r.rule, t)"
     )
     q = load_recipe("quality").train

@@ -159,7 +159,7 @@ def train(
     """Train a rule for `mode` (modes.style.style_mode, modes.prompt.prompt_mode) on `photo`. `overrides`
     are recipe keys by table ({"train": {"iterations": 10}}); with `checkpoint`, progress is saved
     there every `checkpoint_interval` iterations and `resume` continues from it."""
-    from ncaedit.device import resolve_device
+    from ncaedit.device import resolve_device, training_threads
     from ncaedit.image_types import convert
     from ncaedit.recipe import load_recipe
     from ncaedit.train import Checkpointing, train_rule
@@ -176,13 +176,14 @@ def train(
     key = json.dumps(setup.metadata, sort_keys=True, default=str)
     checkpointing = Checkpointing(checkpoint, checkpoint_interval, resume, key=key) if checkpoint else None
     start = time.perf_counter()
-    result = train_rule(
-        photos, setup.loss_fn, recipe.rule, t,
-        on_iteration=lambda it, rec: tell(Iteration(it + 1, t.iterations, rec, time.perf_counter() - start)) is True,
-        checkpointing=checkpointing,
-        on_event=lambda message: tell(Event(message, "notice")),
-        device=device,
-    )
+    with training_threads(device, setup.threads):
+        result = train_rule(
+            photos, setup.loss_fn, recipe.rule, t,
+            on_iteration=lambda it, rec: tell(Iteration(it + 1, t.iterations, rec, time.perf_counter() - start)) is True,
+            checkpointing=checkpointing,
+            on_event=lambda message: tell(Event(message, "notice")),
+            device=device,
+        )
     if not result.history:
         raise NcaError(f"{result.diverged or 'training stopped before the first iteration finished'}; nothing saved")
     metadata = setup.metadata | {

@@ -47,3 +47,21 @@ def tile_parallelism(device: str) -> Iterator[int]:
         yield workers
     finally:
         torch.set_num_threads(saved)
+
+
+@contextmanager
+def training_threads(device: str, wanted: int | None) -> Iterator[None]:
+    """torch runs `wanted` threads per op while inside (a mode's ModeSetup.threads), on the CPU and
+    with threads that sleep between ops, as ncaedit sets them (__init__.py): waking them costs more
+    than small ops gain. Threads that spin (`OMP_WAIT_POLICY=ACTIVE`, a machine of one's own) and
+    other devices keep torch's own setting."""
+    import torch
+
+    saved = torch.get_num_threads()
+    limit = device == "cpu" and wanted is not None and os.environ.get("OMP_WAIT_POLICY", "").upper() != "ACTIVE"
+    if limit:
+        torch.set_num_threads(min(wanted, saved))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(saved)

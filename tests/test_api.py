@@ -108,6 +108,22 @@ def test_train_style_stops_when_asked_and_never_prints(tmp_path, tiny_preset, ca
         ncaedit.train_style(smooth_photo(48, 64), stripes(48, 48), preset=tiny_preset, iteratoins=3)
 
 
+@pytest.mark.parametrize("wait_policy, expected", [("PASSIVE", 1), ("ACTIVE", 2)])
+def test_style_training_runs_one_thread_per_op_unless_threads_spin(tiny_preset, monkeypatch, wait_policy, expected):
+    """Style training's ops are small: one thread each on the CPU (ModeSetup.threads), unless threads
+    spin between ops; torch's own setting is back afterwards."""
+    monkeypatch.setenv("OMP_WAIT_POLICY", wait_policy)
+    saved = torch.get_num_threads()
+    torch.set_num_threads(2)
+    seen = []
+    try:
+        ncaedit.train_style(smooth_photo(48, 64), stripes(48, 48), preset=tiny_preset, loss_net="random", device="cpu", iterations=2,
+                            callback=lambda update: seen.append(torch.get_num_threads()) if isinstance(update, ncaedit.Iteration) else None)
+        assert seen == [expected, expected] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(saved)
+
+
 def test_apply_files_reports_done_skipped_failed(tmp_path):
     rule = _random_rule()
     folder = tmp_path / "in"

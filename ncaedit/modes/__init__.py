@@ -20,6 +20,7 @@ class ModeSetup:
 
     loss_fn: Callable  # (state, generator) -> dict of loss terms with "total"
     metadata: dict  # mode-specific rule metadata ("mode", hashes, prompts, loss network, ...)
+    threads: int | None = None  # torch threads per op while training on the CPU; None: all torch has
 
 
 @dataclass

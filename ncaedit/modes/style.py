@@ -40,7 +40,13 @@ def style_mode(
             "style_scale": style_scale,
             "loss_net": net.name,
         }
-        return ModeSetup(loss_fn=StyleLoss(net, style_rgb, recipe.loss), metadata=metadata)
+        # Torch threads per op for training on the CPU, one per 16k cells of a batch: waking a sleeping
+        # thread costs more than it saves on small ops. `fast` (2 crops of 80 px) trained 1.2-1.4x faster on
+        # one thread than on two, `balanced` (4 of 96) and `quality` (4 of 128) 1.3x and 1.1x slower
+        # (2-core machine, benchmarks/run.py; README, Speed).
+        t = recipe.train
+        threads = max(1, t.batch * t.crop**2 // 16_384)
+        return ModeSetup(loss_fn=StyleLoss(net, style_rgb, recipe.loss), metadata=metadata, threads=threads)
 
     return Mode(
         kind="style",
