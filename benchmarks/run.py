@@ -181,9 +181,9 @@ def section_train(table: Table, device: torch.device) -> None:
         size = f"batch {t.batch} x {t.crop}^2, {t.steps_min}-{t.steps_max} steps, width {recipe.rule.width}"
         if device.type == "cpu":  # train_rule runs on the CPU
             # as ncaedit trains (the style mode's threads), and with all of torch's, side by side
-            used = min(threads, torch.get_num_threads())
-            runs = [(f"{used} thread(s), as ncaedit trains", threads), (f"all {torch.get_num_threads()} threads", None)]
-            for label, wanted in runs[: 1 if used == torch.get_num_threads() else 2]:
+            used, cores = min(threads, torch.get_num_threads()), torch.get_num_threads()
+            runs = [(f"{used} thread(s), as ncaedit trains", threads)] + ([(f"all {cores} threads", None)] if used < cores else [])
+            for label, wanted in runs:
                 ends = []
                 with training_threads("cpu", wanted):
                     train_rule([fit_long_side(photo, t.train_size)], loss, recipe.rule, t, on_iteration=lambda it, rec: ends.append(time.perf_counter()))

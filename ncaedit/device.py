@@ -35,18 +35,26 @@ def tile_workers(device: str) -> int:
 
 
 @contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """torch runs `n` threads per op while inside (None: as it was), and as many as before afterwards."""
+    import torch
+
+    saved = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(saved)
+
+
+@contextmanager
 def tile_parallelism(device: str) -> Iterator[int]:
     """Tiles to run at once on `device` (tile_workers); while inside, torch runs one thread per op
     when tiles run side by side (tiling.edit_tiles), as the cores go to the tiles."""
-    import torch
-
-    workers, saved = tile_workers(device), torch.get_num_threads()
-    if workers > 1:
-        torch.set_num_threads(1)
-    try:
+    workers = tile_workers(device)
+    with torch_threads(1 if workers > 1 else None):
         yield workers
-    finally:
-        torch.set_num_threads(saved)
 
 
 @contextmanager
@@ -57,11 +65,6 @@ def training_threads(device: str, wanted: int | None) -> Iterator[None]:
     other devices keep torch's own setting."""
     import torch
 
-    saved = torch.get_num_threads()
     limit = device == "cpu" and wanted is not None and os.environ.get("OMP_WAIT_POLICY", "").upper() != "ACTIVE"
-    if limit:
-        torch.set_num_threads(min(wanted, saved))
-    try:
+    with torch_threads(min(wanted, torch.get_num_threads()) if limit else None):
         yield
-    finally:
-        torch.set_num_threads(saved)
