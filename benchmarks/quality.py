@@ -11,8 +11,11 @@ distances to the style as ratios against the unedited photo's (1.0 = unchanged, 
 style) and luminance SSIM to the photo (higher keeps more layout). Everything is judged at the
 loss's scale: photos at the preset's train_size, the style at its style_size. It writes a JSON file
 and one labelled contact sheet per pair; look at the sheets, numbers alone have misled before.
+With --optima-only it trains no rule: it gives the two optima of the loss as --set changes it, with
+their texture as a multiple of the preset's own optimum's, to place a loss on the trade first.
 
     python benchmarks/quality.py [--preset fast] [--set train.iterations=300 ...] [--pairs 0,1] [--out DIR]
+    python benchmarks/quality.py --optima-only --set train.tv_weight=0.25 [--pairs 0,1]
 """
 
 from __future__ import annotations
@@ -108,26 +111,48 @@ def labelled_sheet(rows: list[list[tuple[str, np.ndarray]]], height: int = 200, 
     return np.asarray(sheet)
 
 
+def cached_optimum(photo_name: str, style_name: str, photo: np.ndarray, loss_fn, recipe, steps: int, cache: Path, tv_weight: float) -> np.ndarray:
+    """pixel_optimum, kept in `cache`: it depends on the rule's recipe only through the loss, the levelling and the TV weight."""
+    # without TV the key is the one the loss-only optima were cached under before the TV optimum existed
+    contrast = recipe.rule.photo_contrast
+    key = [photo_name, style_name, recipe.train.train_size, steps, contrast, dataclasses.asdict(recipe.loss)] + ([tv_weight] if tv_weight else [])
+    cached = cache / f"optimum-{hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]}.npy"
+    if not cached.exists():
+        np.save(cached, pixel_optimum(photo, loss_fn, steps, contrast=contrast, tv_weight=tv_weight))
+    return np.load(cached)
+
+
+def pair_images(photo_name: str, style_name: str, recipe) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Every bundled photo at the recipe's train_size, and the style at its style_size."""
+    photos = {n: fit_long_side(load_image(ROOT / "sample_images" / n).rgb, recipe.train.train_size) for n in PHOTOS}
+    return photos, fit_long_side(load_image(ROOT / "sample_images" / style_name).rgb, recipe.loss.style_size)
+
+
+def run_optima(photo_name: str, style_name: str, recipe, yardstick_recipe, steps: int, cache: Path) -> dict:
+    """The pixel optima alone, without training a rule (--optima-only): the recipe's loss with and
+    without its change-TV term, judged beside the yardstick, the TV-free optimum of `yardstick_recipe`
+    (the preset as it is), so a changed loss or TV weight shows where it sits on the trade between
+    texture and layout in a few minutes a pair instead of a quarter of an hour."""
+    photos, style = pair_images(photo_name, style_name, recipe)
+    photo = photos[photo_name]
+
+    def optimum(r, tv_weight):
+        return judge(cached_optimum(photo_name, style_name, photo, style_loss(r, style), r, steps, cache, tv_weight), photo, style)
+
+    return {
+        "photo": photo_name, "style": style_name, "yardstick": optimum(yardstick_recipe, 0.0),
+        "optimum": optimum(recipe, 0.0), "objective_optimum": optimum(recipe, recipe.train.tv_weight),
+    }
+
+
 def run_pair(photo_name: str, style_name: str, recipe, optimum_steps: int, out_dir: Path, cache: Path) -> dict:
     from PIL import Image
 
-    size = recipe.train.train_size
-    photos = {n: fit_long_side(load_image(ROOT / "sample_images" / n).rgb, size) for n in PHOTOS}
-    style = fit_long_side(load_image(ROOT / "sample_images" / style_name).rgb, recipe.loss.style_size)
+    photos, style = pair_images(photo_name, style_name, recipe)
     photo = photos[photo_name]
     loss_fn = style_loss(recipe, style)
     t0 = time.perf_counter()
-    contrast = recipe.rule.photo_contrast
-
-    def optimum_for(tv_weight: float) -> np.ndarray:  # the optimum depends on the rule's recipe only through the levelling and the TV weight
-        # without TV the key is the one the loss-only optima were cached under before the TV optimum existed
-        key = [photo_name, style_name, size, optimum_steps, contrast, dataclasses.asdict(recipe.loss)] + ([tv_weight] if tv_weight else [])
-        cached = cache / f"optimum-{hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]}.npy"
-        if not cached.exists():
-            np.save(cached, pixel_optimum(photo, loss_fn, optimum_steps, contrast=contrast, tv_weight=tv_weight))
-        return np.load(cached)
-
-    optimum, objective = optimum_for(0.0), optimum_for(recipe.train.tv_weight)
+    optimum, objective = (cached_optimum(photo_name, style_name, photo, loss_fn, recipe, optimum_steps, cache, tv) for tv in (0.0, recipe.train.tv_weight))
     t1 = time.perf_counter()
     trained = train_rule([photo], loss_fn, recipe.rule, recipe.train)
     t2 = time.perf_counter()
@@ -189,11 +214,14 @@ def main():
     ap.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override a preset key (TOML value)")
     ap.add_argument("--pairs", default=",".join(str(i) for i in range(len(PAIRS))), help="which pairs, by index")
     ap.add_argument("--optimum-steps", type=int, default=200)
+    ap.add_argument("--optima-only", action="store_true", help="only the pixel optima of the loss as changed by --set, with and without change-TV, against the preset's own (no rule is trained)")
     ap.add_argument("--out", type=Path, default=Path("quality-out"))
     ap.add_argument("--cache", type=Path, default=Path("quality-out/optimum-cache"), help="where pixel optima are kept (they depend only on the photo, style and loss)")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     args.cache.mkdir(parents=True, exist_ok=True)
+    if args.optima_only:
+        return optima_only(args)
     records = []
     for i in (int(s) for s in args.pairs.split(",")):
         recipe = load_recipe(args.preset, parse_sets(args.set))
@@ -214,6 +242,26 @@ def main():
           f"rule texture/optimum {s['rule_texture_over_optimum']:.2f}, rule colour {s['rule']['colour']:.2f}, ssim {s['rule']['ssim']:.2f}; "
           f"unseen/rule colour {s['unseen_over_rule']['colour']:.2f} texture {s['unseen_over_rule']['texture']:.2f}, unseen ssim {s['unseen']['ssim']:.2f}")
     print("targets met: " + ", ".join(f"{k}={'yes' if v else 'NO'}" for k, v in s["targets"].items()))
+
+
+def optima_only(args) -> None:
+    records = []
+    for i in (int(s) for s in args.pairs.split(",")):
+        rec = run_optima(*PAIRS[i], load_recipe(args.preset, parse_sets(args.set)), load_recipe(args.preset), args.optimum_steps, args.cache)
+        records.append(rec)
+        ratio = {k: rec[k]["texture"] / rec["yardstick"]["texture"] for k in ("optimum", "objective_optimum")}
+        print(
+            f"{rec['photo']:14s} {rec['style']:12s} yardstick t{rec['yardstick']['texture']:.3f} s{rec['yardstick']['ssim']:.2f} | "
+            f"optimum {ratio['optimum']:.2f} x s{rec['optimum']['ssim']:.2f} c{rec['optimum']['colour']:.2f} | "
+            f"with change-TV {ratio['objective_optimum']:.2f} x s{rec['objective_optimum']['ssim']:.2f} c{rec['objective_optimum']['colour']:.2f}",
+            flush=True,
+        )
+    med = {
+        k: {"texture_over_yardstick": float(np.median([r[k]["texture"] / r["yardstick"]["texture"] for r in records])), "ssim": float(np.median([r[k]["ssim"] for r in records]))}
+        for k in ("optimum", "objective_optimum")
+    }
+    (args.out / "optima.json").write_text(json.dumps({"preset": args.preset, "overrides": parse_sets(args.set), "pairs": records, "medians": med}, indent=2))
+    print("medians, texture x the preset's optimum / SSIM: " + ", ".join(f"{k} {v['texture_over_yardstick']:.2f} / {v['ssim']:.3f}" for k, v in med.items()))
 
 
 if __name__ == "__main__":

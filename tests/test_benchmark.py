@@ -29,3 +29,22 @@ def test_unknown_or_no_style_preset_is_a_usage_error(presets):
     )
     assert r.returncode == 2
     assert "unknown or no presets in --style-presets" in r.stderr and "balanced" in r.stderr
+
+
+def test_quality_optima_only_places_a_changed_loss_against_the_presets_optimum(tmp_path):
+    """--optima-only trains no rule; its yardstick is the preset's own optimum, shared through the cache."""
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "quality.py"), "--optima-only", "--pairs", "0", "--optimum-steps", "2", "--out", str(tmp_path), "--cache", str(tmp_path / "cache")]
+    r = subprocess.run([*cmd, "--set", "loss.content_weight=1.0"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    changed = json.loads((tmp_path / "optima.json").read_text())
+    assert changed["overrides"] == {"loss": {"content_weight": 1.0}}
+    assert len(list((tmp_path / "cache").glob("optimum-*.npy"))) == 3  # yardstick, and the changed loss with and without TV
+    assert "medians, texture x the preset's optimum" in r.stdout
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    same = json.loads((tmp_path / "optima.json").read_text())
+    assert len(list((tmp_path / "cache").glob("optimum-*.npy"))) == 4  # the preset's loss reused its yardstick; only its TV optimum was new
+    pair = same["pairs"][0]
+    assert pair["optimum"] == pair["yardstick"] == changed["pairs"][0]["yardstick"]
+    assert same["medians"]["optimum"]["texture_over_yardstick"] == 1.0
+    assert pair["objective_optimum"] != pair["optimum"]
