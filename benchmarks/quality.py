@@ -152,7 +152,8 @@ def run_pair(photo_name: str, style_name: str, recipe, optimum_steps: int, out_d
     photo = photos[photo_name]
     loss_fn = style_loss(recipe, style)
     t0 = time.perf_counter()
-    optimum, objective = (cached_optimum(photo_name, style_name, photo, loss_fn, recipe, optimum_steps, cache, tv) for tv in (0.0, recipe.train.tv_weight))
+    optimum = cached_optimum(photo_name, style_name, photo, loss_fn, recipe, optimum_steps, cache, 0.0)
+    objective = cached_optimum(photo_name, style_name, photo, loss_fn, recipe, optimum_steps, cache, recipe.train.tv_weight)
     t1 = time.perf_counter()
     trained = train_rule([photo], loss_fn, recipe.rule, recipe.train)
     t2 = time.perf_counter()
@@ -221,7 +222,10 @@ def main():
     args.out.mkdir(parents=True, exist_ok=True)
     args.cache.mkdir(parents=True, exist_ok=True)
     if args.optima_only:
-        return optima_only(args)
+        changed, preset = load_recipe(args.preset, parse_sets(args.set)), load_recipe(args.preset)
+        if (changed.train.train_size, changed.loss.style_size) != (preset.train.train_size, preset.loss.style_size):
+            ap.error("--optima-only compares losses on the same images: leave train.train_size and loss.style_size as the preset has them")
+        return optima_only(args, changed, preset)
     records = []
     for i in (int(s) for s in args.pairs.split(",")):
         recipe = load_recipe(args.preset, parse_sets(args.set))
@@ -244,10 +248,10 @@ def main():
     print("targets met: " + ", ".join(f"{k}={'yes' if v else 'NO'}" for k, v in s["targets"].items()))
 
 
-def optima_only(args) -> None:
+def optima_only(args, recipe, preset) -> None:
     records = []
     for i in (int(s) for s in args.pairs.split(",")):
-        rec = run_optima(*PAIRS[i], load_recipe(args.preset, parse_sets(args.set)), load_recipe(args.preset), args.optimum_steps, args.cache)
+        rec = run_optima(*PAIRS[i], recipe, preset, args.optimum_steps, args.cache)
         records.append(rec)
         ratio = {k: rec[k]["texture"] / rec["yardstick"]["texture"] for k in ("optimum", "objective_optimum")}
         print(

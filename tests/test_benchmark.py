@@ -48,3 +48,5 @@ def test_quality_optima_only_places_a_changed_loss_against_the_presets_optimum(t
     assert pair["optimum"] == pair["yardstick"] == changed["pairs"][0]["yardstick"]
     assert same["medians"]["optimum"]["texture_over_yardstick"] == 1.0
     assert pair["objective_optimum"] != pair["optimum"]
+    r = subprocess.run([*cmd, "--set", "train.train_size=128"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and "leave train.train_size" in r.stderr  # a yardstick at another size would not compare
