@@ -135,13 +135,14 @@ def run_optima(photo_name: str, style_name: str, recipe, yardstick_recipe, steps
     texture and layout in a few minutes a pair instead of a quarter of an hour."""
     photos, style = pair_images(photo_name, style_name, recipe)
     photo = photos[photo_name]
+    loss_fn = style_loss(recipe, style)  # one loss for both of the recipe's optima
 
-    def optimum(r, tv_weight):
-        return judge(cached_optimum(photo_name, style_name, photo, style_loss(r, style), r, steps, cache, tv_weight), photo, style)
+    def optimum(r, loss, tv_weight):
+        return judge(cached_optimum(photo_name, style_name, photo, loss, r, steps, cache, tv_weight), photo, style)
 
     return {
-        "photo": photo_name, "style": style_name, "yardstick": optimum(yardstick_recipe, 0.0),
-        "optimum": optimum(recipe, 0.0), "objective_optimum": optimum(recipe, recipe.train.tv_weight),
+        "photo": photo_name, "style": style_name, "yardstick": optimum(yardstick_recipe, style_loss(yardstick_recipe, style), 0.0),
+        "optimum": optimum(recipe, loss_fn, 0.0), "objective_optimum": optimum(recipe, loss_fn, recipe.train.tv_weight),
     }
 
 
