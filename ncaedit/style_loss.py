@@ -2,6 +2,7 @@
 
     total = style_weight   * style distance (Gram matrices, or sliced Wasserstein) of loss-net features
           + texture_weight * distance of steerable-pyramid texture statistics (shapes: steerable.py)
+          + patch_weight   * distance of each coarse patch to its nearest style patch (whole motifs: patches.py)
           + content_weight * spatial distance to the source photo (keeps layout): loss-net features,
                              or the concordance of low-passed luminances ("layout")
           + colour_weight  * sliced Wasserstein distance between RGB colour distributions (the style's
@@ -18,6 +19,7 @@ from torch import nn
 
 from ncaedit.config import STYLE_DISTANCES, StyleLossConfig  # noqa: F401 (re-exported where it was)
 from ncaedit.lossnet import LossNet
+from ncaedit.patches import NearestPatches
 from ncaedit.state import WRITABLE, source_rgb, working_rgb
 from ncaedit.steerable import TextureStatistics, luminance
 
@@ -125,6 +127,7 @@ class StyleLoss(nn.Module):
         self.texture = None
         if config.texture_weight > 0:
             self.texture = TextureStatistics(style_rgb)
+        self.patches = NearestPatches(style_rgb) if config.patch_weight > 0 else None
         with torch.no_grad():
             feats = net.features(style_rgb)
             self.style_grams = [gram(feats[i])[0] for i in net.style_layers]
@@ -154,12 +157,14 @@ class StyleLoss(nn.Module):
             )
         if self.texture is not None:
             terms["texture"] = self.texture(out)
+        if self.patches is not None:
+            terms["patch"] = self.patches(out, generator)
         if cfg.content_weight > 0:
             terms["content"] = content_distance(self.net, feats, src) if cfg.content == "features" else layout_distance(out, src, cfg.layout_blur)
         if cfg.colour_weight > 0:
             terms["colour"] = self.colour_quantiles.distance(out.flatten(2), 16, generator, lightness_shift(src))
         x = state[:, WRITABLE]
         terms["overflow"] = (x - x.clamp(-1, 1)).abs().mean()
-        weights = {"style": cfg.style_weight, "texture": cfg.texture_weight, "content": cfg.content_weight, "colour": cfg.colour_weight, "overflow": cfg.overflow_weight}
+        weights = {"style": cfg.style_weight, "texture": cfg.texture_weight, "patch": cfg.patch_weight, "content": cfg.content_weight, "colour": cfg.colour_weight, "overflow": cfg.overflow_weight}
         terms["total"] = sum(weights[k] * v for k, v in terms.items())
         return terms

@@ -1,0 +1,63 @@
+"""Nearest style patches: every small patch of the result, at a few coarser scales, pulled towards
+a patch of the style like it (texture optimisation after Kwatra et al. 2005, on raw colours, with
+the guided correspondence of Zhou et al. 2023 so that the result does not copy one patch everywhere).
+
+Statistics that are averages over the image (Gram matrices, steerable-pyramid statistics) say which
+edges and colours occur, not how they join: from noise they drew the rings as open arcs and the
+mosaic as swirls crossed by dark curves. A patch of the result 1/4 or 1/8 as large as the image
+covers 20-40 px, a whole ring or cell, and the style patch it is pulled to is one real ring or cell.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+PATCH = 5  # side of a patch, in pixels of its scale
+SPREAD = 0.01  # per colour value: how little a style patch that the result already has repels others (smaller: more)
+
+
+class NearestPatches(torch.nn.Module):
+    def __init__(self, style_rgb: torch.Tensor, levels: tuple[int, ...] = (1, 2, 3), sample: int = 4096, seed: int = 0):
+        """style_rgb (1, 3, h, w) in [0, 1]; `levels`: scales 1/2^level the patches are taken at;
+        at most `sample` style patches a level, drawn at random once (the search costs in proportion)."""
+        super().__init__()
+        self.levels = tuple(levels)
+        g = torch.Generator().manual_seed(seed)
+        for level in self.levels:
+            p = patches(downscaled(style_rgb, level))[0]
+            if len(p) > sample:
+                p = p[torch.randperm(len(p), generator=g)[:sample]]
+            self.register_buffer(f"style_{level}", p)
+
+    def forward(self, rgb: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Squared distance of each patch of rgb (B, 3, H, W) to the style patch it is matched with
+        (summed over the patch's colour values), averaged over patches and over the levels at which
+        rgb is at least one patch large. Each level's grid starts at a random offset (`generator`),
+        so that no block edges are learnt."""
+        terms = []
+        for level in self.levels:
+            k = 2**level
+            if min(rgb.shape[-2:]) < k * (PATCH + 1):  # under a patch at this scale, wherever its grid starts
+                continue
+            dy, dx = torch.randint(k, (2,), generator=generator).tolist()
+            x = downscaled(rgb[..., dy:, dx:], level)
+            p, style = patches(x), getattr(self, f"style_{level}")
+            with torch.no_grad():  # which style patch to match is a choice, not a function to differentiate
+                # |p - s|^2 = |p|^2 - 2 p.s + |s|^2, computed as one matrix product
+                d = torch.addmm((style**2).sum(-1), p.flatten(0, 1), style.t(), alpha=-2).add_((p.flatten(0, 1) ** 2).sum(-1, keepdim=True))
+                d = d.view(*p.shape[:2], -1).clamp_min_(0)
+                # guided correspondence: a distance counts for less the further that style patch is from every
+                # patch of the result, so patches spread over the style rather than all taking its commonest one
+                match = (d / (d.amin(1, keepdim=True) + SPREAD * p.shape[-1])).argmin(-1)
+            terms.append(((p - style[match]) ** 2).sum(-1).mean())
+        return torch.stack(terms).mean() if terms else rgb.new_zeros(())
+
+
+def downscaled(rgb: torch.Tensor, level: int) -> torch.Tensor:
+    return F.avg_pool2d(rgb, 2**level) if level else rgb
+
+
+def patches(x: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) -> (B, N, C * PATCH^2), every PATCH x PATCH patch."""
+    return F.unfold(x, PATCH).transpose(1, 2)
