@@ -2,7 +2,7 @@
 
     total = style_weight   * style distance (Gram matrices, or sliced Wasserstein) of loss-net features
           + texture_weight * distance of steerable-pyramid texture statistics (shapes: steerable.py)
-          + patch_weight   * distance of each coarse patch to its nearest style patch (whole motifs: patches.py)
+          + patch_weight   * distance of each coarse patch to a style patch like it (whole motifs: patches.py)
           + content_weight * spatial distance to the source photo (keeps layout): loss-net features,
                              or the concordance of low-passed luminances ("layout")
           + colour_weight  * sliced Wasserstein distance between RGB colour distributions (the style's
