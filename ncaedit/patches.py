@@ -45,7 +45,8 @@ class NearestPatches(torch.nn.Module):
             p, style = patches(x), getattr(self, f"style_{level}")
             with torch.no_grad():  # which style patch to match is a choice, not a function to differentiate
                 # |p - s|^2 = |p|^2 - 2 p.s + |s|^2, computed as one matrix product
-                d = torch.addmm((style**2).sum(-1), p.flatten(0, 1), style.t(), alpha=-2).add_((p.flatten(0, 1) ** 2).sum(-1, keepdim=True))
+                rows = p.flatten(0, 1)
+                d = torch.addmm((style**2).sum(-1), rows, style.t(), alpha=-2).add_((rows**2).sum(-1, keepdim=True))
                 d = d.view(*p.shape[:2], -1).clamp_min_(0)
                 # guided correspondence: a distance counts for less the further that style patch is from every
                 # patch of the result, so patches spread over the style rather than all taking its commonest one
