@@ -27,25 +27,31 @@ def colour_distance(a, b, n=64):
 
 
 def texture_stats(rgb, scales=3, bins=8, lbp_levels=4):
+    """The statistics by name, level 0 finest: "orientation<level>", "energy<level>", "lbp<level>"."""
     grey = rgb @ np.array([0.299, 0.587, 0.114], np.float32)
-    stats = []
+    stats = {}
     for s in range(max(scales, lbp_levels)):
         if s < scales:
             gy, gx = np.gradient(grey)
             mag, ang = np.hypot(gx, gy), np.mod(np.arctan2(gy, gx), np.pi)
-            hist = np.histogram(ang, bins=bins, range=(0, np.pi), weights=mag)[0] / (mag.size)
-            energy = np.histogram(mag, bins=bins, range=(0, 0.5))[0] / mag.size
-            stats += [hist * 10, energy]
+            stats[f"orientation{s}"] = np.histogram(ang, bins=bins, range=(0, np.pi), weights=mag)[0] / (mag.size) * 10
+            stats[f"energy{s}"] = np.histogram(mag, bins=bins, range=(0, 0.5))[0] / mag.size
         if s < lbp_levels and min(grey.shape) >= 8:
             # quantised so flat areas and sensor noise below 1/64 read as flat (pattern "all equal")
             codes = local_binary_pattern(np.round(grey * 64).astype(np.int32), 8, 1, method="uniform")
-            stats.append(np.bincount(codes.astype(np.int64).ravel(), minlength=10)[:10] / codes.size)
+            stats[f"lbp{s}"] = np.bincount(codes.astype(np.int64).ravel(), minlength=10)[:10] / codes.size
         grey = grey[: grey.shape[0] // 2 * 2, : grey.shape[1] // 2 * 2].reshape(grey.shape[0] // 2, 2, grey.shape[1] // 2, 2).mean((1, 3))
-    return np.concatenate(stats)
+    return stats
+
+
+def texture_parts(a, b):
+    """texture_distance split by statistic and level: where, and at which scale, two textures differ."""
+    sa, sb = texture_stats(a), texture_stats(b)
+    return {k: float(np.abs(sa[k] - sb[k]).sum()) for k in sa if k in sb}
 
 
 def texture_distance(a, b):
-    return float(np.abs(texture_stats(a) - texture_stats(b)).sum())
+    return sum(texture_parts(a, b).values())
 
 
 def ssim(a, b):

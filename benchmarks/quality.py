@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from judges import colour_distance, ssim, texture_distance
+from judges import colour_distance, ssim, texture_distance, texture_parts
 from ncaedit.apply import apply_rule
 from ncaedit.image import Photo, fit_long_side, load_image
 from ncaedit.recipe import load_recipe
@@ -84,11 +84,21 @@ def pixel_optimum(photo: np.ndarray, loss_fn, steps: int, lr: float = 0.02, cont
 
 
 def judge(out: np.ndarray, photo: np.ndarray, style: np.ndarray) -> dict:
+    """The three judges; `texture_parts` is the texture distance to the style (not a ratio) split by
+    statistic and pyramid level, to show at which scale two results differ."""
+    parts = texture_parts(out, style)
     return {
         "colour": colour_distance(out, style) / colour_distance(photo, style),
-        "texture": texture_distance(out, style) / texture_distance(photo, style),
+        "texture": sum(parts.values()) / texture_distance(photo, style),
         "ssim": ssim(photo, out),
+        "texture_parts": parts,
     }
+
+
+def widest_gaps(result: dict, reference: dict, n: int = 3) -> str:
+    """The texture statistics where `result` is furthest behind `reference` (judge() records)."""
+    gap = {k: v - reference["texture_parts"][k] for k, v in result["texture_parts"].items()}
+    return ", ".join(f"{k} +{v:.2f}" for k, v in sorted(gap.items(), key=lambda kv: -kv[1])[:n] if v > 0)
 
 
 def labelled_sheet(rows: list[list[tuple[str, np.ndarray]]], height: int = 200, gap: int = 6) -> np.ndarray:
@@ -237,7 +247,8 @@ def main():
             f"{rec['photo']:14s} {rec['style']:12s} optimum c{rec['optimum']['colour']:.2f} t{rec['optimum']['texture']:.2f} s{rec['optimum']['ssim']:.2f} | "
             f"with change-TV c{rec['objective_optimum']['colour']:.2f} t{rec['objective_optimum']['texture']:.2f} s{rec['objective_optimum']['ssim']:.2f} | "
             f"rule c{rec['rule']['colour']:.2f} t{rec['rule']['texture']:.2f} s{rec['rule']['ssim']:.2f} | "
-            f"unseen c{u['colour']:.2f} t{u['texture']:.2f} s{u['ssim']:.2f} | train {rec['seconds']['train']:.0f} s",
+            f"unseen c{u['colour']:.2f} t{u['texture']:.2f} s{u['ssim']:.2f} | train {rec['seconds']['train']:.0f} s\n"
+            f"{'':27s} rule behind the optimum most in: {widest_gaps(rec['rule'], rec['optimum']) or 'nothing'}",
             flush=True,
         )
     result = {"preset": args.preset, "overrides": parse_sets(args.set), "pairs": records, "summary": summary(records), "targets": TARGETS}
