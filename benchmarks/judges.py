@@ -34,7 +34,7 @@ def texture_stats(rgb, scales=3, bins=8, lbp_levels=4):
         if s < scales:
             gy, gx = np.gradient(grey)
             mag, ang = np.hypot(gx, gy), np.mod(np.arctan2(gy, gx), np.pi)
-            stats[f"orientation{s}"] = np.histogram(ang, bins=bins, range=(0, np.pi), weights=mag)[0] / (mag.size) * 10
+            stats[f"orientation{s}"] = np.histogram(ang, bins=bins, range=(0, np.pi), weights=mag)[0] / mag.size * 10
             stats[f"energy{s}"] = np.histogram(mag, bins=bins, range=(0, 0.5))[0] / mag.size
         if s < lbp_levels and min(grey.shape) >= 8:
             # quantised so flat areas and sensor noise below 1/64 read as flat (pattern "all equal")
