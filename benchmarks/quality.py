@@ -16,6 +16,10 @@ their texture as a multiple of the preset's own optimum's, to place a loss on th
 
     python benchmarks/quality.py [--preset fast] [--set train.iterations=300 ...] [--pairs 0,1] [--out DIR]
     python benchmarks/quality.py --optima-only --set train.tv_weight=0.25 [--pairs 0,1]
+
+`--device cuda` trains, optimises and applies on a GPU (the judges run on the CPU): a run is then a
+few minutes, not a quarter of an hour a pair, and its numbers differ from the CPU's only by float
+rounding.
 """
 
 from __future__ import annotations
@@ -54,21 +58,21 @@ def parse_sets(items: list[str]) -> dict:
     return out
 
 
-def style_loss(recipe, style_rgb: np.ndarray):
+def style_loss(recipe, style_rgb: np.ndarray, device: str = "cpu"):
     """The loss `ncaedit style` trains with (offline loss network), for a style already at style_size."""
     from ncaedit.lossnet import load_loss_net
     from ncaedit.style_loss import StyleLoss
 
-    style_t = torch.from_numpy(style_rgb).permute(2, 0, 1)[None]
-    return StyleLoss(load_loss_net("random").net, style_t, recipe.loss)
+    style_t = torch.from_numpy(style_rgb).permute(2, 0, 1)[None].to(device)
+    return StyleLoss(load_loss_net("random").net.to(device), style_t, recipe.loss)
 
 
-def pixel_optimum(photo: np.ndarray, loss_fn, steps: int, lr: float = 0.02, contrast: float = 0.0, tv_weight: float = 0.0) -> np.ndarray:
+def pixel_optimum(photo: np.ndarray, loss_fn, steps: int, lr: float = 0.02, contrast: float = 0.0, tv_weight: float = 0.0, device: str = "cpu") -> np.ndarray:
     """The photo's pixels optimised by Adam for the loss (the working RGB of a state; hidden channels
     unused), from the photo levelled to `contrast` as the rule reads it (the recipe's photo_contrast;
     0: as it is), which the loss also compares with, as in training. With `tv_weight` the objective
     also has training's change-TV term (train.objective): the rule's whole objective."""
-    colour = levelled(torch.from_numpy(photo).permute(2, 0, 1), photo_levels(photo, contrast))[None] * 2 - 1
+    colour = levelled(torch.from_numpy(photo).permute(2, 0, 1), photo_levels(photo, contrast))[None].to(device) * 2 - 1
     state = torch.cat([colour, colour], dim=1)
     pixels = state[:, WORKING].clone().requires_grad_(True)
     opt = torch.optim.Adam([pixels], lr=lr)
@@ -80,7 +84,7 @@ def pixel_optimum(photo: np.ndarray, loss_fn, steps: int, lr: float = 0.02, cont
         loss.backward()
         opt.step()
     with torch.no_grad():
-        return working_rgb(torch.cat([state[:, :3], pixels], dim=1))[0].permute(1, 2, 0).numpy()
+        return working_rgb(torch.cat([state[:, :3], pixels], dim=1))[0].permute(1, 2, 0).cpu().numpy()
 
 
 def judge(out: np.ndarray, photo: np.ndarray, style: np.ndarray) -> dict:
@@ -121,14 +125,14 @@ def labelled_sheet(rows: list[list[tuple[str, np.ndarray]]], height: int = 200, 
     return np.asarray(sheet)
 
 
-def cached_optimum(photo_name: str, style_name: str, photo: np.ndarray, loss_fn, recipe, steps: int, cache: Path, tv_weight: float) -> np.ndarray:
+def cached_optimum(photo_name: str, style_name: str, photo: np.ndarray, loss_fn, recipe, steps: int, cache: Path, tv_weight: float, device: str = "cpu") -> np.ndarray:
     """pixel_optimum, kept in `cache`: it depends on the rule's recipe only through the loss, the levelling and the TV weight."""
     # without TV the key is the one the loss-only optima were cached under before the TV optimum existed
     contrast = recipe.rule.photo_contrast
     key = [photo_name, style_name, recipe.train.train_size, steps, contrast, dataclasses.asdict(recipe.loss)] + ([tv_weight] if tv_weight else [])
     cached = cache / f"optimum-{hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]}.npy"
     if not cached.exists():
-        np.save(cached, pixel_optimum(photo, loss_fn, steps, contrast=contrast, tv_weight=tv_weight))
+        np.save(cached, pixel_optimum(photo, loss_fn, steps, contrast=contrast, tv_weight=tv_weight, device=device))
     return np.load(cached)
 
 
@@ -138,38 +142,38 @@ def pair_images(photo_name: str, style_name: str, recipe) -> tuple[dict[str, np.
     return photos, fit_long_side(load_image(ROOT / "sample_images" / style_name).rgb, recipe.loss.style_size)
 
 
-def run_optima(photo_name: str, style_name: str, recipe, yardstick_recipe, steps: int, cache: Path) -> dict:
+def run_optima(photo_name: str, style_name: str, recipe, yardstick_recipe, steps: int, cache: Path, device: str = "cpu") -> dict:
     """The pixel optima alone, without training a rule (--optima-only): the recipe's loss with and
     without its change-TV term, judged beside the yardstick, the TV-free optimum of `yardstick_recipe`
     (the preset as it is), so a changed loss or TV weight shows where it sits on the trade between
     texture and layout in a few minutes a pair instead of a quarter of an hour."""
     photos, style = pair_images(photo_name, style_name, recipe)
     photo = photos[photo_name]
-    loss_fn = style_loss(recipe, style)  # one loss for both of the recipe's optima
+    loss_fn = style_loss(recipe, style, device)  # one loss for both of the recipe's optima
 
     def optimum(r, loss, tv_weight):
-        return judge(cached_optimum(photo_name, style_name, photo, loss, r, steps, cache, tv_weight), photo, style)
+        return judge(cached_optimum(photo_name, style_name, photo, loss, r, steps, cache, tv_weight, device), photo, style)
 
     return {
-        "photo": photo_name, "style": style_name, "yardstick": optimum(yardstick_recipe, style_loss(yardstick_recipe, style), 0.0),
+        "photo": photo_name, "style": style_name, "yardstick": optimum(yardstick_recipe, style_loss(yardstick_recipe, style, device), 0.0),
         "optimum": optimum(recipe, loss_fn, 0.0), "objective_optimum": optimum(recipe, loss_fn, recipe.train.tv_weight),
     }
 
 
-def run_pair(photo_name: str, style_name: str, recipe, optimum_steps: int, out_dir: Path, cache: Path) -> dict:
+def run_pair(photo_name: str, style_name: str, recipe, optimum_steps: int, out_dir: Path, cache: Path, device: str = "cpu") -> dict:
     from PIL import Image
 
     photos, style = pair_images(photo_name, style_name, recipe)
     photo = photos[photo_name]
-    loss_fn = style_loss(recipe, style)
+    loss_fn = style_loss(recipe, style, device)
     t0 = time.perf_counter()
-    optimum = cached_optimum(photo_name, style_name, photo, loss_fn, recipe, optimum_steps, cache, 0.0)
-    objective = cached_optimum(photo_name, style_name, photo, loss_fn, recipe, optimum_steps, cache, recipe.train.tv_weight)
+    optimum = cached_optimum(photo_name, style_name, photo, loss_fn, recipe, optimum_steps, cache, 0.0, device)
+    objective = cached_optimum(photo_name, style_name, photo, loss_fn, recipe, optimum_steps, cache, recipe.train.tv_weight, device)
     t1 = time.perf_counter()
-    trained = train_rule([photo], loss_fn, recipe.rule, recipe.train)
+    trained = train_rule([photo], loss_fn, recipe.rule, recipe.train, device=device)
     t2 = time.perf_counter()
     steps = recipe.train.steps_max
-    edited = {n: apply_rule(trained.rule, Photo(p), steps, seed=recipe.train.seed).rgb for n, p in photos.items()}
+    edited = {n: apply_rule(trained.rule, Photo(p), steps, seed=recipe.train.seed, device=device).rgb for n, p in photos.items()}
     rec = {
         "photo": photo_name, "style": style_name,
         "optimum": judge(optimum, photo, style),
@@ -227,6 +231,7 @@ def main():
     ap.add_argument("--pairs", default=",".join(str(i) for i in range(len(PAIRS))), help="which pairs, by index")
     ap.add_argument("--optimum-steps", type=int, default=200)
     ap.add_argument("--optima-only", action="store_true", help="only the pixel optima of the loss as changed by --set, with and without change-TV, against the preset's own (no rule is trained)")
+    ap.add_argument("--device", default="cpu", help="where optima, training and the rules run: cpu or cuda")
     ap.add_argument("--out", type=Path, default=Path("quality-out"))
     ap.add_argument("--cache", type=Path, default=Path("quality-out/optimum-cache"), help="where pixel optima are kept (they depend only on the photo, style and loss)")
     args = ap.parse_args()
@@ -240,7 +245,7 @@ def main():
     records = []
     for i in (int(s) for s in args.pairs.split(",")):
         recipe = load_recipe(args.preset, parse_sets(args.set))
-        rec = run_pair(*PAIRS[i], recipe, args.optimum_steps, args.out, args.cache)
+        rec = run_pair(*PAIRS[i], recipe, args.optimum_steps, args.out, args.cache, args.device)
         records.append(rec)
         u = {k: np.mean([x[k] for x in rec["unseen"].values()]) for k in ("colour", "texture", "ssim")}
         print(
@@ -263,7 +268,7 @@ def main():
 def optima_only(args, recipe, preset) -> None:
     records = []
     for i in (int(s) for s in args.pairs.split(",")):
-        rec = run_optima(*PAIRS[i], recipe, preset, args.optimum_steps, args.cache)
+        rec = run_optima(*PAIRS[i], recipe, preset, args.optimum_steps, args.cache, args.device)
         records.append(rec)
         ratio = {k: rec[k]["texture"] / rec["yardstick"]["texture"] for k in ("optimum", "objective_optimum")}
         print(

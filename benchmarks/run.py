@@ -81,7 +81,11 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def best_time(fn, device, repeats: int) -> float:
+def best_time(fn, device, repeats: int, warmup: int = 0) -> float:
+    """The shortest of `repeats` timed calls, after `warmup` untimed ones (first calls pay one-time
+    costs: allocator growth, kernel selection, autograd's checkpointing set-up)."""
+    for _ in range(warmup):
+        fn()
     best = float("inf")
     for _ in range(repeats):
         sync(device)
@@ -208,8 +212,8 @@ def section_train(table: Table, device: torch.device) -> None:
             x = out.clone().requires_grad_(True)
             loss(x, gen)["total"].backward()
 
-        t_roll = best_time(rollout_part, device, 1)
-        t_loss = best_time(loss_part, device, 1)
+        t_roll = best_time(rollout_part, device, 2, warmup=1)
+        t_loss = best_time(loss_part, device, 2, warmup=1)
         share = t_roll / (t_roll + t_loss)
         table.add(
             "training", f"{preset}: rollout / loss-network split", f"{share:.0%} / {1 - share:.0%}", "",

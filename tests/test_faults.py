@@ -245,7 +245,8 @@ def test_job_sigterm_saves_and_exits_then_resume_finishes(style_loss, tmp_path):
 
     photo = Path(write_rgb(tmp_path / "photo.png", smooth_photo(48, 64)))
     (tmp_path / "tiny.toml").write_text(TINY_PRESET)
-    job = Job(photo=photo, preset=str(tmp_path / "tiny.toml"), checkpoint_interval=1, overrides={"train": {"iterations": 6}})
+    # on the CPU, where the style_loss fixture's network is (auto would pick a GPU where there is one)
+    job = Job(photo=photo, preset=str(tmp_path / "tiny.toml"), checkpoint_interval=1, overrides={"train": {"iterations": 6}}, device="cpu")
     console = _Console()
     with pytest.raises(SystemExit) as exit_:
         run_job(job, _mode_with(Faulty(style_loss, {3: "SIGTERM"})), console, Bar)
@@ -256,7 +257,7 @@ def test_job_sigterm_saves_and_exits_then_resume_finishes(style_loss, tmp_path):
     assert any("--resume" in line for line in console.lines)
 
     # a new run without --resume does not touch the interrupted run's files
-    job_fresh = Job(photo=photo, preset=str(tmp_path / "tiny.toml"), overrides={"train": {"iterations": 1}})
+    job_fresh = Job(photo=photo, preset=str(tmp_path / "tiny.toml"), overrides={"train": {"iterations": 1}}, device="cpu")
     assert run_job(job_fresh, _mode_with(style_loss), _Console(), Bar)["out"].name == "photo-test-2.png"
 
     job.resume = True

@@ -83,9 +83,12 @@ def test_noise_values_do_not_change():
 def test_both_fast_paths_match_the_reference_rollout(scales):
     rule = random_rule(4, hidden_channels=4, width=16, scales=scales)
     s = make_state(torch.rand(1, 3, 20, 24), 4, seed=1)
+    # this random rule's values reach about 80 in six steps: float32 sums taken in another order (another
+    # CPU's vector width) differ by up to ~5e-5, a wrong stencil or mask by far more
+    tol = {"atol": 1e-4}
     with torch.no_grad():
         expected = reference_rollout(ReferenceRule(rule), s, 6, seed=3, top=2, left=5, first_step=1)
-        assert torch.allclose(inference.run_inplace(rule, s, 6, seed=3, top=2, left=5, first_step=1), expected, atol=1e-5)
-        assert torch.allclose(inference.run_inplace(rule, s, 6, seed=3, top=2, left=5, first_step=1, skip_idle=False), expected, atol=1e-5)
-    assert torch.allclose(rollout(rule, s, 6, seed=3, top=2, left=5, first_step=1).detach(), expected, atol=1e-5)
+        assert torch.allclose(inference.run_inplace(rule, s, 6, seed=3, top=2, left=5, first_step=1), expected, **tol)
+        assert torch.allclose(inference.run_inplace(rule, s, 6, seed=3, top=2, left=5, first_step=1, skip_idle=False), expected, **tol)
+    assert torch.allclose(rollout(rule, s, 6, seed=3, top=2, left=5, first_step=1).detach(), expected, **tol)
     assert not torch.allclose(expected, s)
