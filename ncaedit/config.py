@@ -127,9 +127,10 @@ class StyleLossConfig:
     style_distance: str = "gram"  # "gram" or "sw" (sliced Wasserstein)
     style_weight: float = 1.0
     texture_weight: float = 1.0  # steerable-pyramid shape statistics (steerable.py); 0 = off
-    # each patch of the result at 1/2, 1/4 and 1/8 scale pulled to a style patch (patches.py); off: from noise
-    # it draws closed rings, but rules trained with it (weight 1.2) lost palette and texture (README, "Edit quality")
+    # each patch of the result at 1/2, 1/4 and 1/8 scale pulled to a style patch (patches.py); off but in
+    # `motifs`: a rule draws closed rings with it after 1,000+ iterations, but strokes turn to bands (README, "Edit quality")
     patch_weight: float = 0.0
+    patch_guide: float = 0.0  # how much the photo's lightness there steers which style patch is chosen (patches.py)
     content: str = "layout"  # "layout" (low-passed luminance) or "features" (loss-net features)
     content_weight: float = 0.3
     layout_blur: float = 2.0  # for content "layout": the Gaussian sigma, in pixels, below which detail is free
@@ -143,7 +144,7 @@ class StyleLossConfig:
             raise NcaError(f"style_distance must be one of {', '.join(STYLE_DISTANCES)}")
         if self.content not in CONTENTS:
             raise NcaError(f"content must be one of {', '.join(CONTENTS)}")
-        if min(self.style_weight, self.texture_weight, self.patch_weight, self.content_weight, self.colour_weight, self.overflow_weight, self.layout_blur) < 0:
+        if min(self.style_weight, self.texture_weight, self.patch_weight, self.patch_guide, self.content_weight, self.colour_weight, self.overflow_weight, self.layout_blur) < 0:
             raise NcaError("loss weights must be >= 0")
         if self.style_size < 16:
             raise NcaError("style_size must be at least 16 pixels")

@@ -1,6 +1,9 @@
 """Nearest style patches: every small patch of the result, at a few coarser scales, pulled towards
 a patch of the style like it (texture optimisation after Kwatra et al. 2005, on raw colours, with
 the guided correspondence of Zhou et al. 2023 so that the result does not copy one patch everywhere).
+With a guide (the photo's luminance), a style patch is also chosen by how light it is against how
+light the photo is there, as image analogies and guided synthesis do: the photo's dark parts take the
+style's dark patches and its light parts the light ones, so the motifs follow the photo's layout.
 
 Statistics that are averages over the image (Gram matrices, steerable-pyramid statistics) say which
 edges and colours occur, not how they join: from noise they drew the rings as open arcs and the
@@ -13,28 +16,37 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ncaedit.steerable import LUMA
+
 PATCH = 5  # side of a patch, in pixels of its scale
 SPREAD = 0.01  # per colour value: how little a style patch that the result already has repels others (smaller: more)
 
 
 class NearestPatches(torch.nn.Module):
-    def __init__(self, style_rgb: torch.Tensor, levels: tuple[int, ...] = (1, 2, 3), sample: int = 4096, seed: int = 0):
+    def __init__(self, style_rgb: torch.Tensor, levels: tuple[int, ...] = (1, 2, 3), sample: int = 4096, seed: int = 0, guide_weight: float = 0.0):
         """style_rgb (1, 3, h, w) in [0, 1]; `levels`: scales 1/2^level the patches are taken at;
-        at most `sample` style patches a level, drawn at random once (the search costs in proportion)."""
+        at most `sample` style patches a level, drawn at random once (the search costs in proportion).
+        `guide_weight`: how much a style patch's lightness, against the guide's there, counts in
+        choosing it (per colour value, as a squared difference; 0: not at all)."""
         super().__init__()
-        self.levels = tuple(levels)
+        self.levels, self.guide_weight = tuple(levels), guide_weight
         g = torch.Generator().manual_seed(seed)
+        luma = torch.tensor(LUMA, dtype=style_rgb.dtype, device=style_rgb.device)
         for level in self.levels:
             p = patches(downscaled(style_rgb, level))[0]
             if len(p) > sample:
                 p = p[torch.randperm(len(p), generator=g)[:sample]]
             self.register_buffer(f"style_{level}", p)
+            # each patch's mean luminance, centred on mid-grey as the levelled photo is
+            light = (p.view(len(p), 3, -1).mean(-1) @ luma)
+            self.register_buffer(f"lightness_{level}", light - light.mean() + 0.5)
 
-    def forward(self, rgb: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    def forward(self, rgb: torch.Tensor, generator: torch.Generator | None = None, guide: torch.Tensor | None = None) -> torch.Tensor:
         """Squared distance of each patch of rgb (B, 3, H, W) to the style patch it is matched with
         (summed over the patch's colour values), averaged over patches and over the levels at which
         rgb is at least one patch large. Each level's grid starts at a random offset (`generator`),
-        so that no block edges are learnt."""
+        so that no block edges are learnt. `guide` (B, 1, H, W), the levelled photo's luminance,
+        steers the choice where guide_weight > 0."""
         terms = []
         for level in self.levels:
             k = 2**level
@@ -48,6 +60,9 @@ class NearestPatches(torch.nn.Module):
                 rows = p.flatten(0, 1)
                 d = torch.addmm((style**2).sum(-1), rows, style.t(), alpha=-2).add_((rows**2).sum(-1, keepdim=True))
                 d = d.view(*p.shape[:2], -1).clamp_min_(0)
+                if guide is not None and self.guide_weight > 0:
+                    there = patches(downscaled(guide[..., dy:, dx:], level)).mean(-1)  # (B, N)
+                    d += self.guide_weight * p.shape[-1] * (there[..., None] - getattr(self, f"lightness_{level}")) ** 2
                 # guided correspondence: a distance counts for less the further that style patch is from every
                 # patch of the result, so patches spread over the style rather than all taking its commonest one
                 match = (d / (d.amin(1, keepdim=True) + SPREAD * p.shape[-1])).argmin(-1)

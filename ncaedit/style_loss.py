@@ -127,7 +127,7 @@ class StyleLoss(nn.Module):
         self.texture = None
         if config.texture_weight > 0:
             self.texture = TextureStatistics(style_rgb)
-        self.patches = NearestPatches(style_rgb) if config.patch_weight > 0 else None
+        self.patches = NearestPatches(style_rgb, guide_weight=config.patch_guide) if config.patch_weight > 0 else None
         with torch.no_grad():
             feats = net.features(style_rgb)
             self.style_grams = [gram(feats[i])[0] for i in net.style_layers]
@@ -158,7 +158,7 @@ class StyleLoss(nn.Module):
         if self.texture is not None:
             terms["texture"] = self.texture(out)
         if self.patches is not None:
-            terms["patch"] = self.patches(out, generator)
+            terms["patch"] = self.patches(out, generator, luminance(src)[:, None])
         if cfg.content_weight > 0:
             terms["content"] = content_distance(self.net, feats, src) if cfg.content == "features" else layout_distance(out, src, cfg.layout_blur)
         if cfg.colour_weight > 0:

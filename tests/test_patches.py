@@ -64,3 +64,32 @@ def test_style_loss_has_the_patch_term_only_when_weighted():
     without = StyleLoss(RandomFilters(levels=2, maps=8), style, StyleLossConfig(patch_weight=0.0, colour_weight=0.0))(state)
     assert "patch" in terms and "patch" not in without
     assert torch.isclose(terms["total"] - without["total"], 2.0 * terms["patch"])
+
+
+def test_a_guide_makes_dark_places_take_the_styles_dark_patches():
+    """A style of dark and light halves; a result that is mid-grey everywhere: unguided, its patches
+    pull towards whichever is nearest; guided by a photo dark on the left and light on the right,
+    optimising the result makes its left dark and its right light."""
+    style = torch.cat([torch.full((1, 3, 32, 16), 0.1), torch.full((1, 3, 32, 16), 0.9)], dim=3)
+    guide = torch.cat([torch.full((1, 1, 32, 32), 0.2), torch.full((1, 1, 32, 32), 0.8)], dim=3)
+    loss = NearestPatches(style, levels=(0,), guide_weight=4.0)
+    assert torch.allclose(loss.lightness_0.mean(), torch.tensor(0.5))  # centred as the levelled photo is
+    x = torch.full((1, 3, 32, 64), 0.5).requires_grad_(True)
+    opt = torch.optim.Adam([x], lr=0.05)
+    for _ in range(40):
+        opt.zero_grad()
+        loss(x, guide=guide).backward()
+        opt.step()
+    left, right = x[..., :24].mean().item(), x[..., 40:].mean().item()
+    assert left < 0.25 and right > 0.75
+    assert NearestPatches(style, levels=(0,))(x) < loss(x, guide=torch.flip(guide, dims=(3,)))  # the guide does count
+
+
+def test_style_loss_guides_the_patch_term_by_the_photo_it_reads():
+    """The state's source channels (the levelled photo) are the guide: a darker photo under the same
+    result changes which style patches are matched, so the patch term changes too."""
+    style = torch.cat([torch.full((1, 3, 40, 20), 0.1), torch.full((1, 3, 40, 20), 0.9)], dim=3)
+    loss = StyleLoss(RandomFilters(levels=2, maps=8), style, StyleLossConfig(patch_weight=1.0, patch_guide=4.0, colour_weight=0.0))
+    result = torch.full((1, 3, 40, 40), 0.1)  # dark everywhere, as the style's left half
+    dark, light = (torch.cat([torch.full((1, 3, 40, 40), v), result], dim=1) * 2 - 1 for v in (0.2, 0.8))
+    assert loss(dark)["patch"] < 0.01 < loss(light)["patch"]
