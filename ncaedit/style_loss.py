@@ -158,7 +158,8 @@ class StyleLoss(nn.Module):
         if self.texture is not None:
             terms["texture"] = self.texture(out)
         if self.patches is not None:
-            terms["patch"] = self.patches(out, generator, luminance(src)[:, None])
+            guide = luminance(src)[:, None] if cfg.patch_guide > 0 else None  # unused unguided: not computed
+            terms["patch"] = self.patches(out, generator, guide)
         if cfg.content_weight > 0:
             terms["content"] = content_distance(self.net, feats, src) if cfg.content == "features" else layout_distance(out, src, cfg.layout_blur)
         if cfg.colour_weight > 0:
