@@ -2,8 +2,9 @@
 
 For each photo x style pair (bundled images, styles with motifs from ~4 px to ~40 px) this measures
 - optimum: the photo's pixels optimised directly for the same loss (what the loss can express at best),
-- optimum with change-TV: the same with training's change-TV term added, the rule's whole objective
-           (what a rule trained with it can reach at best: the gap between the two optima is the TV's price),
+- optimum with the structure term: the same with training's structure term added (structure.py), the
+           rule's whole objective (what a rule trained with it can reach at best: the gap between the
+           two optima is that term's price),
 - rule:    a rule trained with the preset on the photo, applied to that photo,
 - unseen:  the same rule applied to the other bundled photos,
 with judges that share nothing with the training losses (benchmarks/judges.py): colour and texture
@@ -15,7 +16,7 @@ With --optima-only it trains no rule: it gives the two optima of the loss as --s
 their texture as a multiple of the preset's own optimum's, to place a loss on the trade first.
 
     python benchmarks/quality.py [--preset fast] [--set train.iterations=300 ...] [--pairs 0,1] [--out DIR]
-    python benchmarks/quality.py --optima-only --set train.tv_weight=0.25 [--pairs 0,1]
+    python benchmarks/quality.py --optima-only --set train.structure_weight=0.5 [--pairs 0,1]
 
 `--device cuda` trains, optimises and applies on a GPU (the judges run on the CPU): a run is then a
 few minutes, not a quarter of an hour a pair, and its numbers differ from the CPU's only by float
@@ -40,6 +41,7 @@ from ncaedit.apply import apply_rule
 from ncaedit.image import Photo, fit_long_side, load_image
 from ncaedit.recipe import load_recipe
 from ncaedit.state import WORKING, levelled, photo_levels, working_rgb
+from ncaedit import structure
 from ncaedit.train import objective, train_rule
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -67,11 +69,11 @@ def style_loss(recipe, style_rgb: np.ndarray, device: str = "cpu"):
     return StyleLoss(load_loss_net("random").net.to(device), style_t, recipe.loss)
 
 
-def pixel_optimum(photo: np.ndarray, loss_fn, steps: int, lr: float = 0.02, contrast: float = 0.0, tv_weight: float = 0.0, device: str = "cpu") -> np.ndarray:
+def pixel_optimum(photo: np.ndarray, loss_fn, steps: int, lr: float = 0.02, contrast: float = 0.0, structure_weight: float = 0.0, device: str = "cpu") -> np.ndarray:
     """The photo's pixels optimised by Adam for the loss (the working RGB of a state; hidden channels
     unused), from the photo levelled to `contrast` as the rule reads it (the recipe's photo_contrast;
-    0: as it is), which the loss also compares with, as in training. With `tv_weight` the objective
-    also has training's change-TV term (train.objective): the rule's whole objective."""
+    0: as it is), which the loss also compares with, as in training. With `structure_weight` the
+    objective also has training's structure term (train.objective): the rule's whole objective."""
     colour = levelled(torch.from_numpy(photo).permute(2, 0, 1), photo_levels(photo, contrast))[None].to(device) * 2 - 1
     state = torch.cat([colour, colour], dim=1)
     pixels = state[:, WORKING].clone().requires_grad_(True)
@@ -79,7 +81,7 @@ def pixel_optimum(photo: np.ndarray, loss_fn, steps: int, lr: float = 0.02, cont
     gen = torch.Generator().manual_seed(0)
     for _ in range(steps):
         x = torch.cat([state[:, :3], pixels], dim=1)
-        loss = objective(loss_fn, x, gen, tv_weight)["total"]
+        loss = objective(loss_fn, x, gen, structure_weight)["total"]
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -125,14 +127,14 @@ def labelled_sheet(rows: list[list[tuple[str, np.ndarray]]], height: int = 200, 
     return np.asarray(sheet)
 
 
-def cached_optimum(photo_name: str, style_name: str, photo: np.ndarray, loss_fn, recipe, steps: int, cache: Path, tv_weight: float, device: str = "cpu") -> np.ndarray:
-    """pixel_optimum, kept in `cache`: it depends on the rule's recipe only through the loss, the levelling and the TV weight."""
-    # without TV the key is the one the loss-only optima were cached under before the TV optimum existed
+def cached_optimum(photo_name: str, style_name: str, photo: np.ndarray, loss_fn, recipe, steps: int, cache: Path, structure_weight: float, device: str = "cpu") -> np.ndarray:
+    """pixel_optimum, kept in `cache`: it depends on the rule's recipe only through the loss, the levelling and the structure weight."""
+    # without the structure term the key is the one the loss-only optima were cached under before it existed
     contrast = recipe.rule.photo_contrast
-    key = [photo_name, style_name, recipe.train.train_size, steps, contrast, dataclasses.asdict(recipe.loss)] + ([tv_weight] if tv_weight else [])
+    key = [photo_name, style_name, recipe.train.train_size, steps, contrast, dataclasses.asdict(recipe.loss)] + (["structure", structure_weight, structure.RADIUS, structure.RIDGE] if structure_weight else [])
     cached = cache / f"optimum-{hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]}.npy"
     if not cached.exists():
-        np.save(cached, pixel_optimum(photo, loss_fn, steps, contrast=contrast, tv_weight=tv_weight, device=device))
+        np.save(cached, pixel_optimum(photo, loss_fn, steps, contrast=contrast, structure_weight=structure_weight, device=device))
     return np.load(cached)
 
 
@@ -144,19 +146,19 @@ def pair_images(photo_name: str, style_name: str, recipe) -> tuple[dict[str, np.
 
 def run_optima(photo_name: str, style_name: str, recipe, yardstick_recipe, steps: int, cache: Path, device: str = "cpu") -> dict:
     """The pixel optima alone, without training a rule (--optima-only): the recipe's loss with and
-    without its change-TV term, judged beside the yardstick, the TV-free optimum of `yardstick_recipe`
-    (the preset as it is), so a changed loss or TV weight shows where it sits on the trade between
+    without its structure term, judged beside the yardstick, the loss-only optimum of `yardstick_recipe`
+    (the preset as it is), so a changed loss or structure weight shows where it sits on the trade between
     texture and layout in a few minutes a pair instead of a quarter of an hour."""
     photos, style = pair_images(photo_name, style_name, recipe)
     photo = photos[photo_name]
     loss_fn = style_loss(recipe, style, device)  # one loss for both of the recipe's optima
 
-    def optimum(r, loss, tv_weight):
-        return judge(cached_optimum(photo_name, style_name, photo, loss, r, steps, cache, tv_weight, device), photo, style)
+    def optimum(r, loss, weight):
+        return judge(cached_optimum(photo_name, style_name, photo, loss, r, steps, cache, weight, device), photo, style)
 
     return {
         "photo": photo_name, "style": style_name, "yardstick": optimum(yardstick_recipe, style_loss(yardstick_recipe, style, device), 0.0),
-        "optimum": optimum(recipe, loss_fn, 0.0), "objective_optimum": optimum(recipe, loss_fn, recipe.train.tv_weight),
+        "optimum": optimum(recipe, loss_fn, 0.0), "objective_optimum": optimum(recipe, loss_fn, recipe.train.structure_weight),
     }
 
 
@@ -168,7 +170,7 @@ def run_pair(photo_name: str, style_name: str, recipe, optimum_steps: int, out_d
     loss_fn = style_loss(recipe, style, device)
     t0 = time.perf_counter()
     optimum = cached_optimum(photo_name, style_name, photo, loss_fn, recipe, optimum_steps, cache, 0.0, device)
-    objective = cached_optimum(photo_name, style_name, photo, loss_fn, recipe, optimum_steps, cache, recipe.train.tv_weight, device)
+    objective = cached_optimum(photo_name, style_name, photo, loss_fn, recipe, optimum_steps, cache, recipe.train.structure_weight, device)
     t1 = time.perf_counter()
     trained = train_rule([photo], loss_fn, recipe.rule, recipe.train, device=device)
     t2 = time.perf_counter()
@@ -189,7 +191,7 @@ def run_pair(photo_name: str, style_name: str, recipe, optimum_steps: int, out_d
 
     top = [
         ("style", style), (f"photo {photo_name}", photo), (f"optimum {tag(rec['optimum'])}", optimum),
-        (f"optimum+TV {tag(rec['objective_optimum'])}", objective), (f"rule {tag(rec['rule'])}", edited[photo_name]),
+        (f"optimum+structure {tag(rec['objective_optimum'])}", objective), (f"rule {tag(rec['rule'])}", edited[photo_name]),
     ]
     bottom = [(f"unseen {n.split('.')[0]} {tag(rec['unseen'][n])}", edited[n]) for n in PHOTOS if n != photo_name]
     sheet = labelled_sheet([top, bottom])
@@ -230,7 +232,7 @@ def main():
     ap.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override a preset key (TOML value)")
     ap.add_argument("--pairs", default=",".join(str(i) for i in range(len(PAIRS))), help="which pairs, by index")
     ap.add_argument("--optimum-steps", type=int, default=200)
-    ap.add_argument("--optima-only", action="store_true", help="only the pixel optima of the loss as changed by --set, with and without change-TV, against the preset's own (no rule is trained)")
+    ap.add_argument("--optima-only", action="store_true", help="only the pixel optima of the loss as changed by --set, with and without the structure term, against the preset's own (no rule is trained)")
     ap.add_argument("--device", default="cpu", help="where optima, training and the rules run: cpu or cuda")
     ap.add_argument("--out", type=Path, default=Path("quality-out"))
     ap.add_argument("--cache", type=Path, default=Path("quality-out/optimum-cache"), help="where pixel optima are kept (they depend only on the photo, style and loss)")
@@ -250,7 +252,7 @@ def main():
         u = {k: np.mean([x[k] for x in rec["unseen"].values()]) for k in ("colour", "texture", "ssim")}
         print(
             f"{rec['photo']:14s} {rec['style']:12s} optimum c{rec['optimum']['colour']:.2f} t{rec['optimum']['texture']:.2f} s{rec['optimum']['ssim']:.2f} | "
-            f"with change-TV c{rec['objective_optimum']['colour']:.2f} t{rec['objective_optimum']['texture']:.2f} s{rec['objective_optimum']['ssim']:.2f} | "
+            f"with structure c{rec['objective_optimum']['colour']:.2f} t{rec['objective_optimum']['texture']:.2f} s{rec['objective_optimum']['ssim']:.2f} | "
             f"rule c{rec['rule']['colour']:.2f} t{rec['rule']['texture']:.2f} s{rec['rule']['ssim']:.2f} | "
             f"unseen c{u['colour']:.2f} t{u['texture']:.2f} s{u['ssim']:.2f} | train {rec['seconds']['train']:.0f} s\n"
             f"{'':27s} rule behind the optimum most in: {widest_gaps(rec['rule'], rec['optimum']) or 'nothing'}",
@@ -259,7 +261,7 @@ def main():
     result = {"preset": args.preset, "overrides": parse_sets(args.set), "pairs": records, "summary": summary(records), "targets": TARGETS}
     (args.out / "quality.json").write_text(json.dumps(result, indent=2))
     s = result["summary"]
-    print(f"medians: optimum with change-TV texture/optimum {s['objective_optimum_texture_over_optimum']:.2f}, ssim {s['objective_optimum']['ssim']:.2f}; "
+    print(f"medians: optimum with structure texture/optimum {s['objective_optimum_texture_over_optimum']:.2f}, ssim {s['objective_optimum']['ssim']:.2f}; "
           f"rule texture/optimum {s['rule_texture_over_optimum']:.2f}, rule colour {s['rule']['colour']:.2f}, ssim {s['rule']['ssim']:.2f}; "
           f"unseen/rule colour {s['unseen_over_rule']['colour']:.2f} texture {s['unseen_over_rule']['texture']:.2f}, unseen ssim {s['unseen']['ssim']:.2f}")
     print("targets met: " + ", ".join(f"{k}={'yes' if v else 'NO'}" for k, v in s["targets"].items()))
@@ -274,7 +276,7 @@ def optima_only(args, recipe, preset) -> None:
         print(
             f"{rec['photo']:14s} {rec['style']:12s} yardstick t{rec['yardstick']['texture']:.3f} s{rec['yardstick']['ssim']:.2f} | "
             f"optimum {ratio['optimum']:.2f} x s{rec['optimum']['ssim']:.2f} c{rec['optimum']['colour']:.2f} | "
-            f"with change-TV {ratio['objective_optimum']:.2f} x s{rec['objective_optimum']['ssim']:.2f} c{rec['objective_optimum']['colour']:.2f}",
+            f"with structure {ratio['objective_optimum']:.2f} x s{rec['objective_optimum']['ssim']:.2f} c{rec['objective_optimum']['colour']:.2f}",
             flush=True,
         )
     med = {

@@ -92,7 +92,7 @@ class TrainConfig:
     augment_jitter: float = 0.4  # brightness, contrast and saturation change by up to this fraction
     augment_hue: float = 0.5  # hue turns by up to this fraction of a turn (0.5: any hue, so other palettes restyle too)
     scenes: float = 0.15  # fraction of crops cut from generated scenes (scenes.py), so other photos restyle as well
-    tv_weight: float = 0.5  # total variation of the result's change from the photo, against speckle (0.3 kept less layout with scenes)
+    structure_weight: float = 1.0  # texture the photo's local structure does not explain (structure.py), against speckle
 
     def augment(self):
         """The augmentation these settings describe (augment.Augment; imported here so that this module stays free of torch)."""
@@ -115,8 +115,8 @@ class TrainConfig:
             raise NcaError("train: seed must be between 0 and 2**63 - 1")
         if not 0 <= self.scenes < 1:
             raise NcaError("train: scenes must be in [0, 1)")
-        if not (0 <= self.augment_scale <= 3 and 0 <= self.augment_jitter < 1 and 0 <= self.augment_hue <= 0.5 and self.tv_weight >= 0):
-            raise NcaError("train: need 0 <= augment_scale <= 3, 0 <= augment_jitter < 1, 0 <= augment_hue <= 0.5, tv_weight >= 0")
+        if not (0 <= self.augment_scale <= 3 and 0 <= self.augment_jitter < 1 and 0 <= self.augment_hue <= 0.5 and self.structure_weight >= 0):
+            raise NcaError("train: need 0 <= augment_scale <= 3, 0 <= augment_jitter < 1, 0 <= augment_hue <= 0.5, structure_weight >= 0")
 
 
 RENAMED_KEYS = {"train.checkpoint_every": "grad_checkpoint_every"}  # older preset key -> its name now

@@ -30,7 +30,8 @@ from ncaedit.config import CHECKPOINT_INTERVAL, TrainConfig
 from ncaedit.errors import NcaError
 from ncaedit.rule import Rule, RuleConfig, rollout
 from ncaedit.scenes import SCENES, scene
-from ncaedit.state import SOURCE, WORKING, levelled, make_state, photo_levels
+from ncaedit.state import levelled, make_state, photo_levels
+from ncaedit.structure import structure_penalty
 from ncaedit.stop import StopOnSignals
 
 
@@ -108,19 +109,13 @@ class CropSampler:
         return torch.stack(out)
 
 
-def change_tv(state: torch.Tensor) -> torch.Tensor:
-    """Mean total variation of the change (working - source RGB): zero for any edit that is smooth
-    where the photo is, so it penalises speckle the photo does not have, not the photo's own edges."""
-    d = state[:, WORKING] - state[:, SOURCE]
-    return (d[..., 1:, :] - d[..., :-1, :]).abs().mean() + (d[..., :, 1:] - d[..., :, :-1]).abs().mean()
-
-
-def objective(loss_fn: Callable, state: torch.Tensor, generator: torch.Generator, tv_weight: float) -> dict[str, torch.Tensor]:
-    """What training minimises: the loss's terms, plus change-TV (weighted into "total") when tv_weight > 0."""
+def objective(loss_fn: Callable, state: torch.Tensor, generator: torch.Generator, structure_weight: float) -> dict[str, torch.Tensor]:
+    """What training minimises: the loss's terms, plus the structure term (structure.py; weighted into
+    "total") when structure_weight > 0."""
     terms = loss_fn(state, generator)
-    if tv_weight > 0:
-        terms["change_tv"] = change_tv(state)
-        terms["total"] = terms["total"] + tv_weight * terms["change_tv"]
+    if structure_weight > 0:
+        terms["structure"] = structure_penalty(state)
+        terms["total"] = terms["total"] + structure_weight * terms["structure"]
     return terms
 
 
@@ -226,7 +221,7 @@ def train_step(run: Run, pool: StatePool, loss_fn: Callable, config: TrainConfig
     idx, batch = pool.draw(config.batch, config.fresh_per_batch)
     steps = run.rng.randint(config.steps_min, config.steps_max)
     out = rollout(run.rule, batch, steps, seed=run.rng.randrange(2**31), checkpoint_every=config.grad_checkpoint_every)
-    terms = objective(loss_fn, out, run.gen, config.tv_weight)
+    terms = objective(loss_fn, out, run.gen, config.structure_weight)
     loss = terms["total"]
     fault = "state" if not torch.isfinite(out).all() else "loss" if not torch.isfinite(loss) else None
     if fault is None:

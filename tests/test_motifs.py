@@ -36,12 +36,12 @@ def test_a_striped_style_draws_stripes_of_its_orientation_on_seen_and_unseen_pho
     style = torch.from_numpy(horizontal_stripes()).permute(2, 0, 1)[None]
     # The Gram term alone: the steerable-pyramid statistics (texture_weight) have too few scales to work
     # with on 24-px crops, and with them the stripes did not appear within this test's budget. No
-    # change-TV term either: the presets weigh it against the whole loss; against the Gram term alone
-    # it flattened the stripes (orientation 0.03).
+    # structure term either: the presets weigh it against the whole loss; against the Gram term alone
+    # a penalty on new texture (then change-TV) flattened the stripes (orientation 0.03).
     loss = StyleLoss(RandomFilters(levels=2, maps=16), style, StyleLossConfig(content_weight=0.0, colour_weight=0.0, texture_weight=0.0))
     config = TrainConfig(
         iterations=80, batch=2, crop=24, train_size=64, pool=8, steps_min=4, steps_max=8, lr=0.03, grad_checkpoint_every=0,
-        augment_scale=0.2, augment_flips=True, augment_jitter=0.2, tv_weight=0.0,
+        augment_scale=0.2, augment_flips=True, augment_jitter=0.2, structure_weight=0.0,
     )
     rule = train_rule([textured_photo(0)], loss, RuleConfig(hidden_channels=4, width=24), config).rule
     for seed in (0, 1):  # 0 trained on, 1 never seen

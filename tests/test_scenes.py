@@ -70,7 +70,7 @@ def test_training_sees_scene_crops_as_often_as_asked_and_none_when_off():
             flat.extend(float(s.detach().std()) < 1e-3 for s in source)  # rounding in the augmentation leaves ~1e-6
             return {"total": state[:, 3:].pow(2).mean()}
 
-        config = TrainConfig(iterations=60, batch=2, crop=16, train_size=32, pool=4, steps_min=1, steps_max=1, fresh_per_batch=2, scenes=share, tv_weight=0.0)
+        config = TrainConfig(iterations=60, batch=2, crop=16, train_size=32, pool=4, steps_min=1, steps_max=1, fresh_per_batch=2, scenes=share, structure_weight=0.0)
         train_rule([np.full((32, 32, 3), 0.5, np.float32)], loss, RuleConfig(hidden_channels=2, width=8, scales=1), config)
         return 1 - sum(flat) / len(flat)
 

@@ -32,7 +32,7 @@ def loss_curve(history: list[dict[str, float]], size: tuple[int, int] = (640, 32
     img = Image.new("RGB", size, "white")
     draw = ImageDraw.Draw(img)
     colours = {"total": (0, 0, 0), "style": (200, 40, 40), "content": (40, 120, 200), "colour": (40, 160, 60), "overflow": (160, 120, 0),
-               "prompt": (200, 40, 40), "direction": (140, 60, 180), "patch": (220, 120, 160), "tv": (120, 120, 120), "aesthetic": (40, 160, 60)}
+               "prompt": (200, 40, 40), "direction": (140, 60, 180), "patch": (220, 120, 160), "tv": (120, 120, 120), "structure": (120, 120, 120), "aesthetic": (40, 160, 60)}
     series = {k: np.array([r[k] for r in history if k in r], float) for k in colours}
     series = {k: np.log10(np.maximum(v, 1e-8)) for k, v in series.items() if len(v) > 1}
     if not series:
