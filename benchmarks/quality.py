@@ -37,11 +37,11 @@ import numpy as np
 import torch
 
 from judges import colour_distance, ssim, texture_distance, texture_parts
+from ncaedit import structure
 from ncaedit.apply import apply_rule
 from ncaedit.image import Photo, fit_long_side, load_image
 from ncaedit.recipe import load_recipe
 from ncaedit.state import WORKING, levelled, photo_levels, working_rgb
-from ncaedit import structure
 from ncaedit.train import objective, train_rule
 
 ROOT = Path(__file__).resolve().parents[1]
