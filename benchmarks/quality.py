@@ -39,6 +39,7 @@ import torch
 from judges import colour_distance, ssim, texture_distance, texture_parts
 from ncaedit import structure
 from ncaedit.apply import apply_rule
+from ncaedit.device import training_workers
 from ncaedit.image import Photo, fit_long_side, load_image
 from ncaedit.recipe import load_recipe
 from ncaedit.state import WORKING, levelled, photo_levels, working_rgb
@@ -172,10 +173,10 @@ def run_pair(photo_name: str, style_name: str, recipe, optimum_steps: int, out_d
     optimum = cached_optimum(photo_name, style_name, photo, loss_fn, recipe, optimum_steps, cache, 0.0, device)
     objective = cached_optimum(photo_name, style_name, photo, loss_fn, recipe, optimum_steps, cache, recipe.train.structure_weight, device)
     t1 = time.perf_counter()
-    trained = train_rule([photo], loss_fn, recipe.rule, recipe.train, device=device)
+    t = recipe.train
+    trained = train_rule([photo], loss_fn, recipe.rule, t, device=device, workers=training_workers(device, t.batch, t.crop))  # as `ncaedit style` trains
     t2 = time.perf_counter()
-    steps = recipe.train.steps_max
-    edited = {n: apply_rule(trained.rule, Photo(p), steps, seed=recipe.train.seed, device=device).rgb for n, p in photos.items()}
+    edited = {n: apply_rule(trained.rule, Photo(p), t.steps_max, seed=t.seed, device=device).rgb for n, p in photos.items()}
     rec = {
         "photo": photo_name, "style": style_name,
         "optimum": judge(optimum, photo, style),

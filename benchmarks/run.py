@@ -169,9 +169,9 @@ def section_rollout(table: Table, device: torch.device) -> None:
 
 def style_setup(recipe, device: torch.device):
     """The style mode's loss for the strokes sample, its loss network's name, and the torch threads
-    it trains with on the CPU (ModeSetup.threads)."""
+    and side-by-side parts it trains with on the CPU (ModeSetup.threads, .workers)."""
     setup = style_mode(SAMPLES / "strokes.png").setup(recipe, None, device.type, lambda message: None)
-    return setup.loss_fn, setup.metadata["loss_net"], setup.threads
+    return setup.loss_fn, setup.metadata["loss_net"], setup.threads, setup.workers
 
 
 def section_train(table: Table, device: torch.device) -> None:
@@ -181,16 +181,19 @@ def section_train(table: Table, device: torch.device) -> None:
         n = iterations.get(preset, 2)
         recipe = load_recipe(preset, {"train": {"iterations": n + 1}})
         t = recipe.train
-        loss, net_name, threads = style_setup(recipe, device)
+        loss, net_name, threads, workers = style_setup(recipe, device)
         size = f"batch {t.batch} x {t.crop}^2, {t.steps_min}-{t.steps_max} steps, width {recipe.rule.width}"
         if device.type == "cpu":  # train_rule runs on the CPU
-            # as ncaedit trains (the style mode's threads), and with all of torch's, side by side
+            # as ncaedit trains (the style mode's crops side by side or threads), and the whole batch at
+            # once on one thread and on all of torch's, side by side
             used, cores = min(threads, torch.get_num_threads()), torch.get_num_threads()
-            runs = [(f"{used} thread(s), as ncaedit trains", threads)] + ([(f"all {cores} threads", None)] if used < cores else [])
-            for label, wanted in runs:
+            runs = [(f"{workers} parts side by side, as ncaedit trains", 1, workers)] if workers > 1 else [(f"{used} thread(s), as ncaedit trains", threads, 1)]
+            runs += [("whole batch, 1 thread", 1, 1)] if workers > 1 else []
+            runs += [(f"whole batch, all {cores} threads", None, 1)] if used < cores or workers > 1 else []
+            for label, wanted, parts in runs:
                 ends = []
                 with training_threads("cpu", wanted):
-                    train_rule([fit_long_side(photo, t.train_size)], loss, recipe.rule, t, on_iteration=lambda it, rec: ends.append(time.perf_counter()))
+                    train_rule([fit_long_side(photo, t.train_size)], loss, recipe.rule, t, on_iteration=lambda it, rec: ends.append(time.perf_counter()), workers=parts)
                 table.add("training", f"{preset}: iterations/s, {label}", n / (ends[-1] - ends[0]), "it/s", f"{size}; after 1 warm-up iteration")
         # one iteration's parts at the preset's mean rollout length
         torch.manual_seed(0)
@@ -276,8 +279,8 @@ def section_memory(table: Table, tmp: Path, rule_path: Path, batch_apply: bool) 
         "import sys; from ncaedit.recipe import load_recipe; from benchmarks.run import style_setup, SAMPLES;"
         "from ncaedit.image import load_image, fit_long_side; from ncaedit.train import train_rule; import torch;"
         "r = load_recipe('quality', {'train': {'iterations': 1}}); t = r.train; t.steps_min = t.steps_max;"
-        "loss, _, _ = style_setup(r, torch.device('cpu'));"
-        "train_rule([fit_long_side(load_image(SAMPLES / 'astronaut.jpg').rgb, t.train_size)], loss, r.rule, t)"
+        "loss, _, _, workers = style_setup(r, torch.device('cpu'));"
+        "train_rule([fit_long_side(load_image(SAMPLES / 'astronaut.jpg').rgb, t.train_size)], loss, r.rule, t, workers=workers)"
     )
     q = load_recipe("quality").train
     code, wall, rss, tail = run_measured([sys.executable, "-c", f"import sys; sys.path.insert(0, {str(ROOT)!r}); {snippet}"])

@@ -183,6 +183,7 @@ def train(
             checkpointing=checkpointing,
             on_event=lambda message: tell(Event(message, "notice")),
             device=device,
+            workers=setup.workers,
         )
     if not result.history:
         raise NcaError(f"{result.diverged or 'training stopped before the first iteration finished'}; nothing saved")

@@ -34,6 +34,15 @@ def tile_workers(device: str) -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
+def training_workers(device: str, batch: int, crop: int) -> int:
+    """Parts of a training batch to roll out and score side by side (train.train_rule's workers), for
+    a loss that scores each crop on its own: one per usable core on the CPU, at most one per crop,
+    and only where a part has at least 4k cells. `fast`'s 2 crops of 80 px trained 1.45x faster so
+    than on one thread, crops of 64 px 1.25x, of 48 px alike, of 32 px 1.6x slower (2-core machine)."""
+    workers = min(batch, tile_workers(device))
+    return workers if batch // max(workers, 1) * crop**2 >= 4096 else 1
+
+
 @contextmanager
 def torch_threads(n: int | None) -> Iterator[None]:
     """torch runs `n` threads per op while inside (None: as it was), and as many as before afterwards."""

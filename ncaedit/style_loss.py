@@ -42,11 +42,12 @@ def sliced_wasserstein(x: torch.Tensor, target_sorted: torch.Tensor, directions:
 
 def content_distance(net: LossNet, feats: list[torch.Tensor], src: torch.Tensor) -> torch.Tensor:
     """Distance of the output's features `feats` to the source photo's at the same place, relative to
-    the source features' size (the content term of every mode)."""
+    the source features' size, per image (the content term of every mode)."""
     with torch.no_grad():
         src_feats = net.features(src)
     return sum(
-        ((feats[i] - src_feats[i]) ** 2).mean() / (src_feats[i] ** 2).mean().clamp_min(1e-12) for i in net.content_layers
+        (((feats[i] - src_feats[i]) ** 2).flatten(1).mean(1) / (src_feats[i] ** 2).flatten(1).mean(1).clamp_min(1e-12)).mean()
+        for i in net.content_layers
     ) / len(net.content_layers)
 
 

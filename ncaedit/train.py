@@ -1,7 +1,8 @@
 """Training a rule: a pool of states cut from the photos, rollouts of random length, and a loss.
 
 The parts: the pool (StatePool), the run's state (Run; `resume` and `save_progress` restore and
-save it), one iteration (`train_step`, returning a loss record or a Fault), recovery from faults
+save it), one iteration (`train_step`, returning a loss record or a Fault; on a CPU's cores its batch
+is rolled out and scored in parts side by side), recovery from faults
 (`recover`), and the loop that ties them together (`train_rule`). Each iteration takes a batch from the pool, replaces some of it with fresh crops (so the rule
 learns to edit from the very first step), runs the rule for a random number of steps, scores the
 result with the loss, and writes the states back to the pool (so it also learns to stay stable when
@@ -17,6 +18,8 @@ import json
 import math
 import random
 import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -27,6 +30,7 @@ import torch
 from ncaedit.augment import Augment, augment_crop, crop_side
 from ncaedit.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from ncaedit.config import CHECKPOINT_INTERVAL, TrainConfig
+from ncaedit.device import torch_threads
 from ncaedit.errors import NcaError
 from ncaedit.rule import Rule, RuleConfig, rollout
 from ncaedit.scenes import SCENES, scene
@@ -212,38 +216,64 @@ def save_progress(run: Run, path: Path, identity: str, iterations_done: int, sec
     save_checkpoint(path, ck)
 
 
-def train_step(run: Run, pool: StatePool, loss_fn: Callable, config: TrainConfig, it: int) -> dict[str, float] | Fault:
+@dataclass
+class Scored:
+    """Part of a batch rolled out and scored: what `score` hands back to `train_step`."""
+
+    out: torch.Tensor  # the rolled-out states, detached
+    terms: dict[str, torch.Tensor]  # the objective's terms, detached, times this part's share of the batch
+    grads: tuple[torch.Tensor | None, ...] | None  # of the share-weighted total; None after a fault
+    fault: str | None  # "state" or "loss" when that was not finite
+
+
+def score(rule: Rule, states: torch.Tensor, steps: int, seed: int, loss_fn: Callable, generator: torch.Generator, config: TrainConfig, share: float) -> Scored:
+    """Roll `states` out, score them, and take the gradient of their share of the batch's loss."""
+    out = rollout(rule, states, steps, seed=seed, checkpoint_every=config.grad_checkpoint_every)
+    terms = objective(loss_fn, out, generator, config.structure_weight)
+    fault = "state" if not torch.isfinite(out).all() else "loss" if not torch.isfinite(terms["total"]) else None
+    grads = None if fault else torch.autograd.grad(terms["total"] * share, list(rule.parameters()), allow_unused=True)
+    return Scored(out.detach(), {k: v.detach() * share for k, v in terms.items()}, grads, fault)
+
+
+def train_step(
+    run: Run, pool: StatePool, loss_fn: Callable, config: TrainConfig, it: int, parts: int = 1, executor: ThreadPoolExecutor | None = None,
+) -> dict[str, float] | Fault:
     """One iteration: a batch from the pool, a rollout of random length, the loss, and an optimizer
-    step. Returns the loss record, or the Fault that stopped it before anything was changed."""
+    step. Returns the loss record, or the Fault that stopped it before anything was changed.
+    With `parts` > 1 the batch is split into that many parts, each rolled out and scored on its own
+    (side by side on `executor`'s threads): the loss must score each crop on its own, its terms
+    means over the batch of each crop's. Every part draws the same numbers from the loss's
+    generator, as the whole batch would, so the result is the whole batch's up to rounding."""
     lr = lr_at(config, it) * run.lr_scale
     for group in run.opt.param_groups:
         group["lr"] = lr
     idx, batch = pool.draw(config.batch, config.fresh_per_batch)
-    steps = run.rng.randint(config.steps_min, config.steps_max)
-    out = rollout(run.rule, batch, steps, seed=run.rng.randrange(2**31), checkpoint_every=config.grad_checkpoint_every)
-    terms = objective(loss_fn, out, run.gen, config.structure_weight)
-    loss = terms["total"]
-    fault = "state" if not torch.isfinite(out).all() else "loss" if not torch.isfinite(loss) else None
+    steps, seed = run.rng.randint(config.steps_min, config.steps_max), run.rng.randrange(2**31)
+    chunks = batch.tensor_split(min(parts, len(batch)))
+    gens = [run.gen] if len(chunks) == 1 else [torch.Generator().set_state(run.gen.get_state()) for _ in chunks]
+    scored = list((executor.map if executor else map)(
+        lambda chunk, gen: score(run.rule, chunk, steps, seed, loss_fn, gen, config, len(chunk) / len(batch)), chunks, gens
+    ))
+    run.gen.set_state(gens[0].get_state())
+    fault = next((s.fault for s in scored if s.fault), None)
     if fault is None:
-        run.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if not all(torch.isfinite(p.grad).all() for p in run.rule.parameters() if p.grad is not None):
+        grads = [None if g[0] is None else sum(g) for g in zip(*(s.grads for s in scored))]
+        if not all(torch.isfinite(g).all() for g in grads if g is not None):
             fault = "gradient"
     if fault:
         return Fault(fault, idx, lr)
-    record = {k: float(v.detach()) for k, v in terms.items()} | {"steps": steps, "lr": lr}
+    terms = {k: sum(s.terms[k] for s in scored) for k in scored[0].terms}
+    record = {k: float(v) for k, v in terms.items()} | {"steps": steps, "lr": lr}
     run.result.history.append(record)
     run.ema = record["total"] if run.ema is None else 0.9 * run.ema + 0.1 * record["total"]
     if run.ema < run.result.best_loss:  # these weights made this loss: keep them before stepping
         run.result.best_loss = run.ema
         run.best_state = {k: v.detach().clone() for k, v in run.rule.state_dict().items()}
     run.good = _snapshot(run)
-    with torch.no_grad():
-        for p in run.rule.parameters():  # per-parameter gradient normalisation: steady steps on any loss scale
-            if p.grad is not None:
-                p.grad /= p.grad.norm() + 1e-8
+    for p, g in zip(run.rule.parameters(), grads):  # per-parameter gradient normalisation: steady steps on any loss scale
+        p.grad = None if g is None else g / (g.norm() + 1e-8)
     run.opt.step()
-    pool.commit(idx, out)
+    pool.commit(idx, torch.cat([s.out for s in scored]))
     return record
 
 
@@ -273,8 +303,12 @@ def train_rule(
     checkpointing: Checkpointing | None = None,
     on_event: Callable[[str], None] | None = None,
     device: str | torch.device = "cpu",
+    workers: int = 1,
 ) -> TrainResult:
     """Train a rule on crops of `photos` (float RGB arrays in [0, 1], already at training size).
+    With `workers` > 1 each batch is split into that many parts, rolled out and scored side by side
+    on as many threads of one torch thread each (a CPU's cores; the loss must score each crop on its
+    own: see train_step).
 
     Faults: a non-finite loss, state or gradient restores the last good weights and optimizer state,
     lowers the learning rate and carries on (`on_event` is told); after MAX_RECOVERIES training
@@ -292,10 +326,12 @@ def train_rule(
     tell = on_event or (lambda message: None)
     pool = StatePool(sample, rule_config.hidden_channels, config.pool, run.rng, device)
     run.good, start = _snapshot(run), time.perf_counter()
-    with StopOnSignals(on_request=lambda name: tell(f"{name}: stopping after this iteration (send it again to stop at once)")) as stop:
+    side_by_side = ThreadPoolExecutor(workers, initializer=torch.set_num_threads, initargs=(1,)) if workers > 1 else nullcontext()
+    with StopOnSignals(on_request=lambda name: tell(f"{name}: stopping after this iteration (send it again to stop at once)")) as stop, \
+            torch_threads(1 if workers > 1 else None), side_by_side as executor:
         try:
             for it in range(run.first, config.iterations):
-                outcome = train_step(run, pool, loss_fn, config, it)
+                outcome = train_step(run, pool, loss_fn, config, it, workers, executor)
                 if isinstance(outcome, Fault):
                     if not recover(run, pool, outcome, it, tell):
                         break

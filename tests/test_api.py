@@ -157,3 +157,12 @@ def test_library_messages_name_parameters_and_the_command_line_its_flags(tmp_pat
     photo = write_rgb(tmp_path / "p.png", smooth_photo(16, 16))
     r = subprocess.run([sys.executable, "-m", "ncaedit", "apply", str(tmp_path / "r.nca"), photo, "--strength", "2"], capture_output=True, text=True)
     assert r.returncode == 2 and r.stderr.strip() == "error: --strength must be a number from 0 to 1, got 2.0"
+
+
+def test_training_workers_split_a_cpu_batch_of_large_enough_crops():
+    from ncaedit.device import tile_workers, training_workers
+
+    assert training_workers("cuda", 4, 128) == 1
+    assert training_workers("cpu", 2, 32) == 1  # parts this small train slower side by side
+    assert training_workers("cpu", 2, 80) == min(2, tile_workers("cpu"))
+    assert training_workers("cpu", 1, 128) == 1

@@ -4,6 +4,7 @@ cleanly; checkpoints let an interrupted run continue."""
 import os
 import signal
 import subprocess
+import threading
 import sys
 import time
 from pathlib import Path
@@ -320,3 +321,24 @@ def test_a_signal_ignored_by_the_parent_stays_ignored(monkeypatch):
         assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+def test_a_fault_in_one_part_of_a_batch_trained_side_by_side_is_recovered(style_loss):
+    """workers=2: each iteration scores two parts on two threads; a NaN in either is one fault."""
+    lock, calls = threading.Lock(), []
+
+    def one_part_faulty(state, gen):
+        with lock:
+            calls.append(1)
+            n = len(calls)
+        terms = style_loss(state, gen)
+        if n == 5:  # one of the two parts of iteration 3
+            terms["total"] = terms["total"] * float("nan")
+        return terms
+
+    events = []
+    config = TrainConfig(**CONFIG | {"batch": 2})
+    result = train_rule(PHOTOS, one_part_faulty, RULE, config, on_event=events.append, workers=2)
+    assert len(calls) == 2 * config.iterations
+    assert result.recoveries == 1 and "non-finite loss at iteration 3" in events[0]
+    assert len(result.history) == config.iterations - 1 and _finite(result.rule)

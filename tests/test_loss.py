@@ -121,3 +121,18 @@ def test_projected_quantiles_match_sorting_the_target_each_time():
     same = q.distance(target[:, torch.randperm(20000, generator=g)[:1000]][None], 8, g)
     shifted = q.distance((target[:, :1000] + 0.2)[None], 8, g)
     assert float(same) < 0.02 * float(shifted)
+
+
+def test_style_loss_scores_each_crop_on_its_own():
+    """What training side by side relies on (train.train_step's parts): every term of a batch is the
+    mean of its crops' terms, given the same draws from the generator."""
+    style = torch.rand(1, 3, 64, 64)
+    config = StyleLossConfig(content="features", patch_weight=1.0, patch_guide=0.5, texture_weight=1.0, style_size=64)
+    for distance in ("gram", "sw"):
+        loss = StyleLoss(RandomFilters(levels=3, maps=8), style, StyleLossConfig(**vars(config) | {"style_distance": distance}))
+        state = make_state(torch.rand(3, 3, 40, 40), 4, seed=1)
+        state[:, 3:6] = torch.rand(3, 3, 40, 40) * 2 - 1
+        whole = loss(state, torch.Generator().manual_seed(7))
+        parts = [loss(state[i : i + 1], torch.Generator().manual_seed(7)) for i in range(3)]
+        for k, v in whole.items():
+            assert float(v) == pytest.approx(sum(float(p[k]) for p in parts) / 3, rel=1e-4), (distance, k)

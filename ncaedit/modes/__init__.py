@@ -21,6 +21,9 @@ class ModeSetup:
     loss_fn: Callable  # (state, generator) -> dict of loss terms with "total"
     metadata: dict  # mode-specific rule metadata ("mode", hashes, prompts, loss network, ...)
     threads: int | None = None  # torch threads per op while training on the CPU; None: all torch has
+    # crops of a batch trained side by side (train.train_rule's workers), one torch thread each; only
+    # for a loss that scores each crop on its own, its terms means over the batch of each crop's
+    workers: int = 1
 
 
 @dataclass

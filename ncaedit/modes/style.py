@@ -23,6 +23,7 @@ def style_mode(
     def setup(recipe, photo, device: str, warn) -> ModeSetup:
         import torch
 
+        from ncaedit.device import training_workers
         from ncaedit.image import fit_long_side
         from ncaedit.lossnet import load_loss_net
         from ncaedit.style_loss import StyleLoss
@@ -43,10 +44,12 @@ def style_mode(
         # Torch threads per op for training on the CPU, one per 16k cells of a batch: waking a sleeping
         # thread costs more than it saves on small ops. `fast` (2 crops of 80 px) trained 1.2-1.4x faster on
         # one thread than on two, `balanced` (4 of 96) and `quality` (4 of 128) 1.3x and 1.1x slower
-        # (2-core machine, benchmarks/run.py; README, Speed).
+        # (2-core machine, benchmarks/run.py; README, Speed). Where the batch's crops train side by side
+        # instead (training_workers; StyleLoss scores each crop on its own), each part runs one thread.
         t = recipe.train
         threads = max(1, t.batch * t.crop**2 // 16_384)
-        return ModeSetup(loss_fn=StyleLoss(net, style_rgb, recipe.loss), metadata=metadata, threads=threads)
+        workers = training_workers(device, t.batch, t.crop)
+        return ModeSetup(loss_fn=StyleLoss(net, style_rgb, recipe.loss), metadata=metadata, threads=threads, workers=workers)
 
     return Mode(
         kind="style",
