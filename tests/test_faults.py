@@ -4,8 +4,8 @@ cleanly; checkpoints let an interrupted run continue."""
 import os
 import signal
 import subprocess
-import threading
 import sys
+import threading
 import time
 from pathlib import Path
 
