@@ -6,8 +6,9 @@
   the MLP's multiply-adds) as a fraction of a large float32 matrix product timed in the same run.
   "same arithmetic" computes every cell like the reference; "default" leaves out the cells that don't
   fire in a step (same result, half the products at fire_rate 0.5).
-- training: iterations per second of each preset at its training size, on the CPU with the threads
-  the style mode trains with (ModeSetup.threads) and, where that is fewer, with all of torch's; how an iteration splits
+- training: iterations per second of each preset at its training size, on the CPU as the style mode
+  trains (its crops side by side, ModeSetup.workers, or its threads, ModeSetup.threads) and, side by
+  side in the same run, the whole batch at once on one thread and on all of torch's; how an iteration splits
   between the rollout (forward and backward) and the loss network (forward and backward);
   `ncaedit style` on a 512-px sample photo, end to end, with the fast preset (`--style-presets` for others).
 - memory: peak RSS of training with the quality preset's longest rollout, and of applying a rule to a
