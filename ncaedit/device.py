@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import os
 from contextlib import contextmanager
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 from ncaedit.errors import NcaError
+
+if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
@@ -40,7 +43,7 @@ def training_workers(device: str, batch: int, crop: int) -> int:
     and only where a part has at least 4k cells. `fast`'s 2 crops of 80 px trained 1.45x faster so
     than on one thread, crops of 64 px 1.25x, of 48 px alike, of 32 px 1.6x slower (2-core machine)."""
     workers = min(batch, tile_workers(device))
-    return workers if batch // max(workers, 1) * crop**2 >= 4096 else 1
+    return workers if batch // workers * crop**2 >= 4096 else 1
 
 
 @contextmanager
@@ -53,6 +56,26 @@ def torch_threads(n: int | None) -> Iterator[None]:
         torch.set_num_threads(n)
     try:
         yield
+    finally:
+        torch.set_num_threads(saved)
+
+
+@contextmanager
+def one_thread_workers(n: int) -> Iterator[ThreadPoolExecutor | None]:
+    """A pool of `n` threads that each run torch ops on one thread, so that n pieces of work share
+    the cores (None for n <= 1). torch's thread count is restored afterwards: the workers' setting
+    is process-wide for BLAS."""
+    if n <= 1:
+        yield None
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    import torch
+
+    saved = torch.get_num_threads()
+    try:
+        with ThreadPoolExecutor(n, initializer=torch.set_num_threads, initargs=(1,)) as pool:
+            yield pool
     finally:
         torch.set_num_threads(saved)
 

@@ -19,11 +19,10 @@ On a GPU the image is one band (BAND_CELLS_GPU) and every cell is computed (no g
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
-
 import torch
 
 from ncaedit.config import scales_reach
+from ncaedit.device import one_thread_workers
 from ncaedit.noise import firing
 from ncaedit.rule import coarse_forward
 
@@ -164,9 +163,7 @@ def run_inplace(
                     rows_coarse = None if coarse[worker] is None else coarse[worker][band - r : band - r + k]
                     workers[worker].run(src, dst, weights, image, band, k, fires, skip_idle, rows_coarse)
 
-    saved_threads = torch.get_num_threads()
-    pool = ThreadPoolExecutor(threads, initializer=torch.set_num_threads, initargs=(1,)) if threads > 1 else None
-    try:
+    with one_thread_workers(threads) as pool:
         for step in range(first_step, first_step + steps):
             if pool is None:
                 work(0, src, dst, step)
@@ -175,8 +172,4 @@ def run_inplace(
                     done.result()
             refresh_border(dst, cfg.padding)
             src, dst = dst, src
-    finally:
-        if pool is not None:
-            pool.shutdown()
-            torch.set_num_threads(saved_threads)  # the workers' setting is process-wide for BLAS
     return src[:, 1:-1, 1:-1].permute(0, 3, 1, 2)

@@ -19,7 +19,6 @@ import math
 import random
 import time
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -30,7 +29,7 @@ import torch
 from ncaedit.augment import Augment, augment_crop, crop_side
 from ncaedit.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from ncaedit.config import CHECKPOINT_INTERVAL, TrainConfig
-from ncaedit.device import torch_threads
+from ncaedit.device import one_thread_workers, torch_threads
 from ncaedit.errors import NcaError
 from ncaedit.rule import Rule, RuleConfig, rollout
 from ncaedit.scenes import SCENES, scene
@@ -326,9 +325,8 @@ def train_rule(
     tell = on_event or (lambda message: None)
     pool = StatePool(sample, rule_config.hidden_channels, config.pool, run.rng, device)
     run.good, start = _snapshot(run), time.perf_counter()
-    side_by_side = ThreadPoolExecutor(workers, initializer=torch.set_num_threads, initargs=(1,)) if workers > 1 else nullcontext()
     with StopOnSignals(on_request=lambda name: tell(f"{name}: stopping after this iteration (send it again to stop at once)")) as stop, \
-            torch_threads(1 if workers > 1 else None), side_by_side as executor:
+            torch_threads(1 if workers > 1 else None), one_thread_workers(workers) as executor:
         try:
             for it in range(run.first, config.iterations):
                 outcome = train_step(run, pool, loss_fn, config, it, workers, executor)
