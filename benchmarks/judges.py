@@ -5,7 +5,8 @@
   and gradient-energy histograms, and histograms of local binary patterns (which of a pixel's 8
   neighbours are brighter than it: edges, corners, spots, lines) at four pyramid levels, so motifs
   from a few pixels to ~40 px count, not only the mix of edge directions
-- structure: luminance SSIM between two images (higher keeps more of the photo)
+- structure: luminance SSIM between two images (higher keeps more of the photo), also split by how
+  busy the photo is (`by_detail`), to show where an edit loses it
 
 Images are float RGB arrays in [0, 1] of shape (H, W, 3).
 """
@@ -13,8 +14,11 @@ Images are float RGB arrays in [0, 1] of shape (H, W, 3).
 from __future__ import annotations
 
 import numpy as np
+from scipy.ndimage import uniform_filter
 from skimage.feature import local_binary_pattern
 from skimage.metrics import structural_similarity
+
+LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 
 
 def colour_distance(a, b, n=64):
@@ -28,7 +32,7 @@ def colour_distance(a, b, n=64):
 
 def texture_stats(rgb, scales=3, bins=8, lbp_levels=4):
     """The statistics by name, level 0 finest: "orientation<level>", "energy<level>", "lbp<level>"."""
-    grey = rgb @ np.array([0.299, 0.587, 0.114], np.float32)
+    grey = rgb @ LUMA
     stats = {}
     for s in range(max(scales, lbp_levels)):
         if s < scales:
@@ -55,5 +59,24 @@ def texture_distance(a, b):
 
 
 def ssim(a, b):
-    w = np.array([0.299, 0.587, 0.114], np.float32)
-    return float(structural_similarity(a @ w, b @ w, data_range=1.0))
+    return float(structural_similarity(a @ LUMA, b @ LUMA, data_range=1.0))
+
+
+def local_spread(grey, size=7):
+    """The standard deviation of `grey` in the size x size window around each pixel."""
+    mean = uniform_filter(grey, size)
+    return np.sqrt(np.maximum(uniform_filter(grey * grey, size) - mean * mean, 0))
+
+
+def by_detail(photo, out):
+    """SSIM and the result's local spread (7 x 7 standard deviation of luminance), each averaged over
+    the photo's flattest, middle and busiest thirds (by the photo's own local spread): an edit that
+    keeps flat parts flat and puts its texture where the photo is busy keeps SSIM, which reads texture
+    over a flat part as lost structure."""
+    p, o = photo @ LUMA, out @ LUMA
+    detail = local_spread(p)
+    ssim_map = structural_similarity(p, o, data_range=1.0, full=True)[1]
+    inner = (slice(3, -3), slice(3, -3))  # without the 7 x 7 window's border, as `ssim` averages it
+    detail, ssim_map, spread = detail[inner], ssim_map[inner], local_spread(o)[inner]
+    thirds = np.array_split(np.argsort(detail.ravel(), kind="stable"), 3)  # by rank: ties (flat parts) split too
+    return {"ssim": [float(ssim_map.ravel()[t].mean()) for t in thirds], "spread": [float(spread.ravel()[t].mean()) for t in thirds]}

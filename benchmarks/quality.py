@@ -9,7 +9,8 @@ For each photo x style pair (bundled images, styles with motifs from ~4 px to ~4
 - unseen:  the same rule applied to the other bundled photos,
 with judges that share nothing with the training losses (benchmarks/judges.py): colour and texture
 distances to the style as ratios against the unedited photo's (1.0 = unchanged, lower = closer to the
-style) and luminance SSIM to the photo (higher keeps more layout). Everything is judged at the
+style) and luminance SSIM to the photo (higher keeps more layout), that also over the photo's flat,
+middle and busy thirds (judges.by_detail: where layout is lost). Everything is judged at the
 loss's scale: photos at the preset's train_size, the style at its style_size. It writes a JSON file
 and one labelled contact sheet per pair; look at the sheets, numbers alone have misled before.
 With --optima-only it trains no rule: it gives the two optima of the loss as --set changes it, with
@@ -36,7 +37,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from judges import colour_distance, ssim, texture_distance, texture_parts
+from judges import by_detail, colour_distance, ssim, texture_distance, texture_parts
 from ncaedit import structure
 from ncaedit.apply import apply_rule
 from ncaedit.device import training_workers
@@ -92,13 +93,15 @@ def pixel_optimum(photo: np.ndarray, loss_fn, steps: int, lr: float = 0.02, cont
 
 def judge(out: np.ndarray, photo: np.ndarray, style: np.ndarray) -> dict:
     """The three judges; `texture_parts` is the texture distance to the style (not a ratio) split by
-    statistic and pyramid level, to show at which scale two results differ."""
+    statistic and pyramid level, to show at which scale two results differ; `by_detail` SSIM and the
+    result's local spread over the photo's flattest, middle and busiest thirds, to show where."""
     parts = texture_parts(out, style)
     return {
         "colour": colour_distance(out, style) / colour_distance(photo, style),
         "texture": sum(parts.values()) / texture_distance(photo, style),
         "ssim": ssim(photo, out),
         "texture_parts": parts,
+        "by_detail": by_detail(photo, out),
     }
 
 
@@ -106,6 +109,11 @@ def widest_gaps(result: dict, reference: dict, n: int = 3) -> str:
     """The texture statistics where `result` is furthest behind `reference` (judge() records)."""
     gap = {k: v - reference["texture_parts"][k] for k, v in result["texture_parts"].items()}
     return ", ".join(f"{k} +{v:.2f}" for k, v in sorted(gap.items(), key=lambda kv: -kv[1])[:n] if v > 0)
+
+
+def thirds(result: dict, name: str) -> str:
+    d = result["by_detail"]
+    return f"{name} SSIM {'/'.join(f'{v:.2f}' for v in d['ssim'])}, spread {'/'.join(f'{v:.2f}' for v in d['spread'])}"
 
 
 def labelled_sheet(rows: list[list[tuple[str, np.ndarray]]], height: int = 200, gap: int = 6) -> np.ndarray:
@@ -256,7 +264,8 @@ def main():
             f"with structure c{rec['objective_optimum']['colour']:.2f} t{rec['objective_optimum']['texture']:.2f} s{rec['objective_optimum']['ssim']:.2f} | "
             f"rule c{rec['rule']['colour']:.2f} t{rec['rule']['texture']:.2f} s{rec['rule']['ssim']:.2f} | "
             f"unseen c{u['colour']:.2f} t{u['texture']:.2f} s{u['ssim']:.2f} | train {rec['seconds']['train']:.0f} s\n"
-            f"{'':27s} rule behind the optimum most in: {widest_gaps(rec['rule'], rec['optimum']) or 'nothing'}",
+            f"{'':27s} rule behind the optimum most in: {widest_gaps(rec['rule'], rec['optimum']) or 'nothing'}\n"
+            f"{'':27s} flat / middle / busy thirds of the photo: {thirds(rec['rule'], 'rule')}; {thirds(rec['objective_optimum'], 'with structure')}",
             flush=True,
         )
     result = {"preset": args.preset, "overrides": parse_sets(args.set), "pairs": records, "summary": summary(records), "targets": TARGETS}

@@ -52,15 +52,20 @@ def test_quality_optima_only_places_a_changed_loss_against_the_presets_optimum(t
     assert r.returncode == 2 and "leave train.train_size" in r.stderr  # a yardstick at another size would not compare
 
 
-def test_texture_judge_splits_by_scale():
-    """The texture judge's parts sum to it, and a one-pixel checkerboard shows at the finest level only."""
+def load_judges():
     import importlib.util
-
-    import numpy as np
 
     spec = importlib.util.spec_from_file_location("judges", ROOT / "benchmarks" / "judges.py")
     judges = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(judges)
+    return judges
+
+
+def test_texture_judge_splits_by_scale():
+    """The texture judge's parts sum to it, and a one-pixel checkerboard shows at the finest level only."""
+    import numpy as np
+
+    judges = load_judges()
     y, x = np.mgrid[0:64, 0:96] / 64.0
     smooth = np.stack([0.5 + 0.3 * np.sin(3 * x), 0.5 + 0.3 * np.cos(2 * y), 0.4 + 0.2 * x * y], -1).astype(np.float32)
     checker = ((np.indices((64, 96)).sum(0) % 2) * 2 - 1)[..., None] * 0.1
@@ -70,3 +75,21 @@ def test_texture_judge_splits_by_scale():
     assert set(parts) == {f"{k}{s}" for s in range(3) for k in ("orientation", "energy", "lbp")} | {"lbp3"}
     assert min(parts["orientation0"], parts["energy0"], parts["lbp0"]) > 0.05
     assert max(v for k, v in parts.items() if not k.endswith("0")) < 0.01  # 2x2 means cancel the checkerboard
+
+
+def test_ssim_by_detail_says_where_layout_is_lost():
+    """SSIM split over the photo's flat, middle and busy thirds averages to the whole SSIM, and grain
+    over the photo's flat half costs SSIM there, not where the photo is busy."""
+    import numpy as np
+
+    judges = load_judges()
+    rng = np.random.default_rng(0)
+    photo = np.full((64, 96, 3), 0.5, np.float32)
+    photo[:, 48:] += 0.2 * rng.standard_normal((64, 48, 3)).astype(np.float32)  # right half busy
+    photo = photo.clip(0, 1)
+    grainy = photo.copy()
+    grainy[:, :48] += 0.05 * rng.standard_normal((64, 48, 3)).astype(np.float32)  # grain on the flat half
+    d = judges.by_detail(photo, grainy)
+    assert np.mean(d["ssim"]) == pytest.approx(judges.ssim(photo, grainy), abs=0.01)
+    assert d["ssim"][0] < 0.6 and d["ssim"][2] > 0.9
+    assert d["spread"][0] > 0.02 and judges.by_detail(photo, photo)["spread"][0] < 0.01
