@@ -72,12 +72,8 @@ def one_thread_workers(n: int) -> Iterator[ThreadPoolExecutor | None]:
 
     import torch
 
-    saved = torch.get_num_threads()
-    try:
-        with ThreadPoolExecutor(n, initializer=torch.set_num_threads, initargs=(1,)) as pool:
-            yield pool
-    finally:
-        torch.set_num_threads(saved)
+    with torch_threads(None), ThreadPoolExecutor(n, initializer=torch.set_num_threads, initargs=(1,)) as pool:
+        yield pool
 
 
 @contextmanager
