@@ -140,7 +140,8 @@ def cached_optimum(photo_name: str, style_name: str, photo: np.ndarray, loss_fn,
     """pixel_optimum, kept in `cache`: it depends on the rule's recipe only through the loss, the levelling and the structure weight."""
     # without the structure term the key is the one the loss-only optima were cached under before it existed
     contrast = recipe.rule.photo_contrast
-    key = [photo_name, style_name, recipe.train.train_size, steps, contrast, dataclasses.asdict(recipe.loss)] + (["structure", structure_weight, structure.RADIUS, structure.RIDGE] if structure_weight else [])
+    loss = {k: v for k, v in dataclasses.asdict(recipe.loss).items() if k != "crop_share"}  # training's alone: the optimum is the whole photo
+    key = [photo_name, style_name, recipe.train.train_size, steps, contrast, loss] + (["structure", structure_weight, structure.RADIUS, structure.RIDGE] if structure_weight else [])
     cached = cache / f"optimum-{hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]}.npy"
     if not cached.exists():
         np.save(cached, pixel_optimum(photo, loss_fn, steps, contrast=contrast, structure_weight=structure_weight, device=device))

@@ -135,6 +135,10 @@ class StyleLossConfig:
     content_weight: float = 0.3
     layout_blur: float = 2.0  # for content "layout": the Gaussian sigma, in pixels, below which detail is free
     colour_weight: float = 3.0  # the style's palette; 10 held texture and layout back (benchmarks/quality.py)
+    # each training crop's style statistics mixed this much with their running mean over recent crops, so a
+    # crop is asked for its share of the whole photo's style, as a pixel optimum of the whole photo spreads
+    # it (running_statistics.py); 1 asks every crop for all of it
+    crop_share: float = 0.2
     overflow_weight: float = 10.0
     style_size: int = 256  # the style image's longer side when its features are taken
     projections: int = 32  # random directions per layer for "sw"
@@ -148,6 +152,8 @@ class StyleLossConfig:
             raise NcaError("loss weights must be >= 0")
         if self.style_size < 16:
             raise NcaError("style_size must be at least 16 pixels")
+        if not 0 < self.crop_share <= 1:
+            raise NcaError("crop_share must be in (0, 1]")
 
 
 @dataclass

@@ -62,6 +62,7 @@ BOUNDS: dict[str, Bound] = {
     "style_scale": Bound(0.01, 16),
     "lr": Bound(0, 1, above_low=True),
     "fire_rate": Bound(0, 1, above_low=True),
+    "crop_share": Bound(0, 1, above_low=True),
     "photo_contrast": Bound(0, 1),
     "scales": Bound(1, 4, integer=True),
     "layout_blur": Bound(0, 1000),

@@ -19,6 +19,7 @@ Own implementation written from the paper's description (plenoptic's is the refe
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 
@@ -151,11 +152,15 @@ class TextureStatistics(torch.nn.Module):
         for k in self.names:
             self.register_buffer(f"target_{k}", _compared(k, target[k][0]))
 
-    def forward(self, rgb: torch.Tensor) -> torch.Tensor:
+    def forward(self, rgb: torch.Tensor, mix: Callable[[str, torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+        """`mix(name, statistics)` replaces each group's statistics (B, n) before they are compared
+        (training mixes them with their running mean: running_statistics.py)."""
         key = (*rgb.shape[-2:], rgb.device)
         if key not in self._filters:
             self._filters[key] = _filters(*rgb.shape[-2:], self.scales, self.orientations, rgb.device)
         stats = texture_statistics(rgb, self.scales, self.orientations, self.lags, self._filters[key])
+        if mix is not None:
+            stats = {k: mix(k, v) for k, v in stats.items() if k in self.names}
         total = sum(((_compared(k, stats[k]) - getattr(self, f"target_{k}")) ** 2).mean() for k in self.names)
         return total / len(self.names)
 

@@ -9,6 +9,8 @@
                              lighter or darker where the photo is)
           + overflow_weight * how far the state strays outside [-1, 1]
 Each term is normalised by its target's magnitude, so weights mean the same for any loss network.
+In training, each crop is asked for its share (`crop_share`) of the whole photo's Gram matrices and
+steerable statistics, not all of them (running_statistics.py).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from torch import nn
 from ncaedit.config import STYLE_DISTANCES, StyleLossConfig  # noqa: F401 (re-exported where it was)
 from ncaedit.lossnet import LossNet
 from ncaedit.patches import NearestPatches
+from ncaedit.running_statistics import RunningStatistics, StatisticsPart
 from ncaedit.state import WRITABLE, source_rgb, working_rgb
 from ncaedit.steerable import TextureStatistics, luminance
 
@@ -138,17 +141,27 @@ class StyleLoss(nn.Module):
         w = torch.tensor(net.style_weights)
         self.layer_weights = (w / w.sum()).tolist()
 
-    def forward(self, state: torch.Tensor, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+    def running_statistics(self) -> RunningStatistics | None:
+        """What training estimates the whole photo's statistics with (running_statistics.py), or
+        None when every crop is asked for all of the style (`crop_share` 1)."""
+        return RunningStatistics(self.config.crop_share) if self.config.crop_share < 1 else None
+
+    def forward(self, state: torch.Tensor, generator: torch.Generator | None = None, running: StatisticsPart | None = None) -> dict[str, torch.Tensor]:
+        """The terms for a batch of crops (each scored on its own). With `running`, training's part
+        of a RunningStatistics, each crop's Gram matrices and steerable statistics are first mixed
+        with their running mean over recent crops: it is asked for its share of the whole photo's."""
         cfg = self.config
         out, src = working_rgb(state), source_rgb(state)
         need_feats = cfg.style_weight > 0 or (cfg.content == "features" and cfg.content_weight > 0)
         feats = self.net.features(out) if need_feats else None
+        mixed = running or (lambda key, x: x)
+        per_share = 1.0 if running is None else 1 / running.share  # the gradient on each crop as large as unmixed
         terms = {}
         if cfg.style_weight == 0:
             terms["style"] = out.new_zeros(())
         elif cfg.style_distance == "gram":
-            terms["style"] = sum(
-                wt * ((gram(feats[i]) - g) ** 2).mean() / (g**2).mean().clamp_min(1e-12)
+            terms["style"] = per_share * sum(
+                wt * ((mixed(("gram", i), gram(feats[i])) - g) ** 2).mean() / (g**2).mean().clamp_min(1e-12)
                 for wt, i, g in zip(self.layer_weights, self.net.style_layers, self.style_grams)
             )
         else:
@@ -157,7 +170,7 @@ class StyleLoss(nn.Module):
                 for wt, i, q in zip(self.layer_weights, self.net.style_layers, self.style_quantiles)
             )
         if self.texture is not None:
-            terms["texture"] = self.texture(out)
+            terms["texture"] = per_share * self.texture(out, lambda k, x: mixed(("texture", k), x))
         if self.patches is not None:
             guide = luminance(src)[:, None] if cfg.patch_guide > 0 else None  # unused unguided: not computed
             terms["patch"] = self.patches(out, generator, guide)

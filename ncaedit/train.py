@@ -32,6 +32,7 @@ from ncaedit.config import CHECKPOINT_INTERVAL, TrainConfig
 from ncaedit.device import one_thread_workers, torch_threads
 from ncaedit.errors import NcaError
 from ncaedit.rule import Rule, RuleConfig, rollout
+from ncaedit.running_statistics import SCENE, RunningStatistics, StatisticsPart
 from ncaedit.scenes import SCENES, scene
 from ncaedit.state import levelled, make_state, photo_levels
 from ncaedit.structure import structure_penalty
@@ -84,7 +85,8 @@ def run_identity(photos: list[np.ndarray], rule_config: RuleConfig, config: Trai
 class CropSampler:
     """Random square crops (as (3, crop, crop) tensors in [0, 1]) from a list of photos, each levelled
     as a whole to `contrast` (state.photo_levels, as applying the rule does), augmented (augment.py);
-    a `scene_share` of them from generated `scenes` (scenes.py) instead."""
+    a `scene_share` of them from generated `scenes` (scenes.py) instead. `cut` also says where each
+    crop is from: its photo's index, or SCENE."""
 
     def __init__(
         self, photos: list[np.ndarray], crop: int, rng: random.Random, augment: Augment | None = None, contrast: float = 0.0,
@@ -100,22 +102,30 @@ class CropSampler:
         self.crop, self.rng, self.augment, self.scene_share = crop, rng, augment or Augment(), scene_share
 
     def __call__(self, n: int) -> torch.Tensor:
-        out = []
+        return self.cut(n)[0]
+
+    def cut(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(n crops, which photo each is from: its index, or SCENE)."""
+        out, sources = [], []
         for _ in range(n):
-            source = self.scenes if self.scenes and self.rng.random() < self.scene_share else self.photos
-            p = source[self.rng.randrange(len(source))]
+            from_scene = bool(self.scenes) and self.rng.random() < self.scene_share
+            source = self.scenes if from_scene else self.photos
+            k = self.rng.randrange(len(source))
+            p = source[k]
+            sources.append(SCENE if from_scene else k)
             side = crop_side(self.crop, self.augment, self.rng, min(p.shape[1:]))
             y = self.rng.randrange(p.shape[1] - side + 1)
             x = self.rng.randrange(p.shape[2] - side + 1)
             cut = p[:, y : y + side, x : x + side]
             out.append(augment_crop(cut, self.crop, self.augment, self.rng) if self.augment.active else cut)
-        return torch.stack(out)
+        return torch.stack(out), torch.tensor(sources)
 
 
-def objective(loss_fn: Callable, state: torch.Tensor, generator: torch.Generator, structure_weight: float) -> dict[str, torch.Tensor]:
+def objective(loss_fn: Callable, state: torch.Tensor, generator: torch.Generator, structure_weight: float, running: StatisticsPart | None = None) -> dict[str, torch.Tensor]:
     """What training minimises: the loss's terms, plus the structure term (structure.py; weighted into
-    "total") when structure_weight > 0."""
-    terms = loss_fn(state, generator)
+    "total") when structure_weight > 0. `running` goes to a loss that offers running statistics
+    (StyleLoss.running_statistics: each crop asked for its share of the whole photo's style)."""
+    terms = loss_fn(state, generator) if running is None else loss_fn(state, generator, running)
     if structure_weight > 0:
         terms["structure"] = structure_penalty(state)
         terms["total"] = terms["total"] + structure_weight * terms["structure"]
@@ -128,25 +138,27 @@ class StatePool:
 
     def __init__(self, sample: CropSampler, hidden: int, size: int, rng: random.Random, device):
         self.sample, self.hidden, self.rng, self.device = sample, hidden, rng, device
-        self.states = torch.cat([self.fresh(1) for _ in range(size)])
+        made = [self.fresh(1) for _ in range(size)]
+        self.states, self.sources = torch.cat([s for s, _ in made]), torch.cat([k for _, k in made])  # sources: CropSampler.cut
 
-    def fresh(self, n: int) -> torch.Tensor:
-        return make_state(self.sample(n).to(self.device), self.hidden, seed=self.rng.randrange(2**31))
+    def fresh(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        crops, sources = self.sample.cut(n)
+        return make_state(crops.to(self.device), self.hidden, seed=self.rng.randrange(2**31)), sources
 
-    def draw(self, batch: int, fresh: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """(indices, states): `batch` states from the pool, the first `fresh` of them new crops."""
-        idx = torch.tensor(self.rng.sample(range(len(self.states)), batch), device=self.device)
-        states = self.states[idx].clone()
+    def draw(self, batch: int, fresh: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(indices, states, sources): `batch` states from the pool, the first `fresh` of them new crops."""
+        idx = torch.tensor(self.rng.sample(range(len(self.states)), batch))
+        states, sources = self.states[idx.to(self.device)].clone(), self.sources[idx].clone()
         if fresh:
-            states[:fresh] = self.fresh(fresh)
-        return idx, states
+            states[:fresh], sources[:fresh] = self.fresh(fresh)
+        return idx, states, sources
 
-    def commit(self, idx: torch.Tensor, states: torch.Tensor) -> None:
-        self.states[idx] = states.detach()
+    def commit(self, idx: torch.Tensor, states: torch.Tensor, sources: torch.Tensor) -> None:
+        self.states[idx.to(self.device)], self.sources[idx] = states.detach(), sources
 
     def replace(self, idx: torch.Tensor) -> None:
         """Fresh crops in place of states that went bad."""
-        self.states[idx] = self.fresh(len(idx))
+        self.states[idx.to(self.device)], self.sources[idx] = self.fresh(len(idx))
 
 
 @dataclass
@@ -225,10 +237,10 @@ class Scored:
     fault: str | None  # "state" or "loss" when that was not finite
 
 
-def score(rule: Rule, states: torch.Tensor, steps: int, seed: int, loss_fn: Callable, generator: torch.Generator, config: TrainConfig, share: float) -> Scored:
+def score(rule: Rule, states: torch.Tensor, steps: int, seed: int, loss_fn: Callable, generator: torch.Generator, config: TrainConfig, share: float, running: StatisticsPart | None = None) -> Scored:
     """Roll `states` out, score them, and take the gradient of their share of the batch's loss."""
     out = rollout(rule, states, steps, seed=seed, checkpoint_every=config.grad_checkpoint_every)
-    terms = objective(loss_fn, out, generator, config.structure_weight)
+    terms = objective(loss_fn, out, generator, config.structure_weight, running)
     fault = "state" if not torch.isfinite(out).all() else "loss" if not torch.isfinite(terms["total"]) else None
     grads = None if fault else torch.autograd.grad(terms["total"] * share, list(rule.parameters()), allow_unused=True)
     return Scored(out.detach(), {k: v.detach() * share for k, v in terms.items()}, grads, fault)
@@ -236,22 +248,25 @@ def score(rule: Rule, states: torch.Tensor, steps: int, seed: int, loss_fn: Call
 
 def train_step(
     run: Run, pool: StatePool, loss_fn: Callable, config: TrainConfig, it: int, parts: int = 1, executor: ThreadPoolExecutor | None = None,
+    running: RunningStatistics | None = None,
 ) -> dict[str, float] | Fault:
     """One iteration: a batch from the pool, a rollout of random length, the loss, and an optimizer
     step. Returns the loss record, or the Fault that stopped it before anything was changed.
     With `parts` > 1 the batch is split into that many parts, each rolled out and scored on its own
     (side by side on `executor`'s threads): the loss must score each crop on its own, its terms
     means over the batch of each crop's. Every part draws the same numbers from the loss's
-    generator, as the whole batch would, so the result is the whole batch's up to rounding."""
+    generator, as the whole batch would, and reads the same `running` statistics, which take in the
+    batch's crops only once it is scored, so the result is the whole batch's up to rounding."""
     lr = lr_at(config, it) * run.lr_scale
     for group in run.opt.param_groups:
         group["lr"] = lr
-    idx, batch = pool.draw(config.batch, config.fresh_per_batch)
+    idx, batch, sources = pool.draw(config.batch, config.fresh_per_batch)
     steps, seed = run.rng.randint(config.steps_min, config.steps_max), run.rng.randrange(2**31)
     chunks = batch.tensor_split(min(parts, len(batch)))
     gens = [run.gen] if len(chunks) == 1 else [torch.Generator().set_state(run.gen.get_state()) for _ in chunks]
+    views = [None if running is None else running.part(part.tolist()) for part in sources.tensor_split(len(chunks))]
     scored = list((executor.map if executor else map)(
-        lambda chunk, gen: score(run.rule, chunk, steps, seed, loss_fn, gen, config, len(chunk) / len(batch)), chunks, gens
+        lambda chunk, gen, view: score(run.rule, chunk, steps, seed, loss_fn, gen, config, len(chunk) / len(batch), view), chunks, gens, views
     ))
     run.gen.set_state(gens[0].get_state())
     fault = next((s.fault for s in scored if s.fault), None)
@@ -272,7 +287,9 @@ def train_step(
     for p, g in zip(run.rule.parameters(), grads):  # per-parameter gradient normalisation: steady steps on any loss scale
         p.grad = None if g is None else g / (g.norm() + 1e-8)
     run.opt.step()
-    pool.commit(idx, torch.cat([s.out for s in scored]))
+    pool.commit(idx, torch.cat([s.out for s in scored]), sources)
+    if running is not None:
+        running.commit(views)
     return record
 
 
@@ -307,7 +324,8 @@ def train_rule(
     """Train a rule on crops of `photos` (float RGB arrays in [0, 1], already at training size).
     With `workers` > 1 each batch is split into that many parts, rolled out and scored side by side
     on as many threads of one torch thread each (a CPU's cores; the loss must score each crop on its
-    own: see train_step).
+    own: see train_step). A loss with a `running_statistics()` method (StyleLoss) is given, as its
+    third argument, its part of the running statistics that method returns (running_statistics.py).
 
     Faults: a non-finite loss, state or gradient restores the last good weights and optimizer state,
     lowers the learning rate and carries on (`on_event` is told); after MAX_RECOVERIES training
@@ -324,12 +342,13 @@ def train_rule(
         resume(run, checkpointing.path, identity)
     tell = on_event or (lambda message: None)
     pool = StatePool(sample, rule_config.hidden_channels, config.pool, run.rng, device)
+    running = loss_fn.running_statistics() if hasattr(loss_fn, "running_statistics") else None  # like the pool, not checkpointed
     run.good, start = _snapshot(run), time.perf_counter()
     with StopOnSignals(on_request=lambda name: tell(f"{name}: stopping after this iteration (send it again to stop at once)")) as stop, \
             torch_threads(1 if workers > 1 else None), one_thread_workers(workers) as executor:
         try:
             for it in range(run.first, config.iterations):
-                outcome = train_step(run, pool, loss_fn, config, it, workers, executor)
+                outcome = train_step(run, pool, loss_fn, config, it, workers, executor, running)
                 if isinstance(outcome, Fault):
                     if not recover(run, pool, outcome, it, tell):
                         break

@@ -600,6 +600,7 @@ def test_the_api_checks_numbers_against_the_same_table(world, tmp_path):
         (lambda: ncaedit.apply_files(rule, [world["photo"]], tmp_path / "o.png", max_pixels=0), "max_pixels"),
         (lambda: ncaedit.train_style(photo, photo, style_scale=math.inf), "style_scale"),
         (lambda: ncaedit.train_style(photo, photo, iterations=0), "iterations"),
+        (lambda: ncaedit.train_style(photo, photo, crop_share=0.0), "crop_share"),
         (lambda: ncaedit.train_prompt(photo, "red", aesthetic=11.0), "aesthetic"),
     ]
     for attempt, param in attempts:
