@@ -56,7 +56,10 @@ class RunningStatistics:
 class StatisticsPart:
     def __init__(self, owner: RunningStatistics, sources: list[int]):
         self.owner, self.sources, self.seen = owner, sources, []
-        self.share = owner.share
+
+    @property
+    def share(self) -> float:
+        return self.owner.share
 
     def __call__(self, key: object, x: torch.Tensor) -> torch.Tensor:
         """x: (B, ...) each crop's statistic `key` -> mixed with the running mean of the crop's photo

@@ -85,8 +85,7 @@ def run_identity(photos: list[np.ndarray], rule_config: RuleConfig, config: Trai
 class CropSampler:
     """Random square crops (as (3, crop, crop) tensors in [0, 1]) from a list of photos, each levelled
     as a whole to `contrast` (state.photo_levels, as applying the rule does), augmented (augment.py);
-    a `scene_share` of them from generated `scenes` (scenes.py) instead. `cut` also says where each
-    crop is from: its photo's index, or SCENE."""
+    a `scene_share` of them from generated `scenes` (scenes.py) instead."""
 
     def __init__(
         self, photos: list[np.ndarray], crop: int, rng: random.Random, augment: Augment | None = None, contrast: float = 0.0,
@@ -100,9 +99,6 @@ class CropSampler:
             if min(p.shape[1:]) < crop:
                 raise NcaError(f"a training photo is smaller than the {crop}-pixel crop; use a smaller --crop")
         self.crop, self.rng, self.augment, self.scene_share = crop, rng, augment or Augment(), scene_share
-
-    def __call__(self, n: int) -> torch.Tensor:
-        return self.cut(n)[0]
 
     def cut(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(n crops, which photo each is from: its index, or SCENE)."""

@@ -12,7 +12,7 @@ from ncaedit.train import CropSampler, TrainConfig
 def test_crops_keep_their_shape_and_range_under_every_augmentation():
     photo = np.random.default_rng(0).uniform(0, 1, (60, 90, 3)).astype(np.float32)
     aug = Augment(scale=0.5, flips=True, jitter=0.4, hue=0.5)
-    crops = CropSampler([photo], 32, random.Random(0), aug)(16)
+    crops = CropSampler([photo], 32, random.Random(0), aug).cut(16)[0]
     assert crops.shape == (16, 3, 32, 32)
     assert crops.min() >= 0 and crops.max() <= 1 and torch.isfinite(crops).all()
 
@@ -28,7 +28,7 @@ def test_crop_sides_stay_within_the_scale_range_and_the_photo():
 
 def test_no_augmentation_cuts_plain_crops():
     photo = np.random.default_rng(0).uniform(0, 1, (40, 40, 3)).astype(np.float32)
-    crop = CropSampler([photo], 40, random.Random(0), Augment())(1)[0]
+    crop = CropSampler([photo], 40, random.Random(0), Augment()).cut(1)[0][0]
     assert torch.equal(crop, torch.from_numpy(photo).permute(2, 0, 1))
 
 
@@ -37,7 +37,7 @@ def test_crops_are_cut_from_the_photo_levelled_as_a_whole():
     from ncaedit.state import photo_levels
 
     photo = np.random.default_rng(0).uniform(0, 0.3, (40, 60, 3)).astype(np.float32)  # dark
-    crops = CropSampler([photo], 40, random.Random(0), Augment(), contrast=0.2)(4)
+    crops = CropSampler([photo], 40, random.Random(0), Augment(), contrast=0.2).cut(4)[0]
     whole = photo_levels(photo, 0.2)(torch.from_numpy(photo).permute(2, 0, 1))
     for crop in crops:
         assert any(torch.equal(crop, whole[:, :, x : x + 40]) for x in range(21))

@@ -43,10 +43,10 @@ def test_shape_sizes_follow_the_power_law_within_their_bounds():
 def test_the_sampler_mixes_scenes_in_at_the_share_asked():
     photo = np.zeros((40, 40, 3), np.float32)  # black: any crop with light pixels came from a scene
     scenes = [np.ones((40, 40, 3), np.float32)]
-    crops = CropSampler([photo], 40, random.Random(0), Augment(), scenes=scenes, scene_share=0.3)(400)
+    crops = CropSampler([photo], 40, random.Random(0), Augment(), scenes=scenes, scene_share=0.3).cut(400)[0]
     from_scenes = float((crops.flatten(1).mean(1) > 0.5).float().mean())
     assert 0.24 < from_scenes < 0.36
-    plain = CropSampler([photo], 40, random.Random(0), Augment(), scenes=scenes, scene_share=0.0)(50)
+    plain = CropSampler([photo], 40, random.Random(0), Augment(), scenes=scenes, scene_share=0.0).cut(50)[0]
     assert plain.max() == 0
 
 
