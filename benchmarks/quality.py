@@ -18,6 +18,11 @@ their texture as a multiple of the preset's own optimum's, to place a loss on th
 
     python benchmarks/quality.py [--preset fast] [--set train.iterations=300 ...] [--pairs 0,1] [--out DIR]
     python benchmarks/quality.py --optima-only --set train.structure_weight=0.5 [--pairs 0,1]
+    python benchmarks/quality.py --pool run-seed0 run-seed1 [--out DIR]
+
+With --pool it trains nothing: it averages each pair's numbers over earlier runs (one recipe, several
+training seeds, e.g. two runs side by side under `taskset -c 0` and `-c 1` with `--set train.seed=1`)
+and gives the pooled medians, since a second seed moves them about as much as most changes do.
 
 `--device cuda` trains, optimises and applies on a GPU (the judges run on the CPU): a run is then a
 few minutes, not a quarter of an hour a pair, and its numbers differ from the CPU's only by float
@@ -141,7 +146,7 @@ def cached_optimum(photo_name: str, style_name: str, photo: np.ndarray, loss_fn,
     # without the structure term the key is the one the loss-only optima were cached under before it existed
     contrast = recipe.rule.photo_contrast
     loss = {k: v for k, v in dataclasses.asdict(recipe.loss).items() if k != "crop_share"}  # training's alone: the optimum is the whole photo
-    key = [photo_name, style_name, recipe.train.train_size, steps, contrast, loss] + (["structure", structure_weight, structure.RADIUS, structure.RIDGE] if structure_weight else [])
+    key = [photo_name, style_name, recipe.train.train_size, steps, contrast, loss] + (["structure", structure_weight, structure.RADIUS, structure.RIDGE, structure.FLOOR] if structure_weight else [])
     cached = cache / f"optimum-{hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]}.npy"
     if not cached.exists():
         np.save(cached, pixel_optimum(photo, loss_fn, steps, contrast=contrast, structure_weight=structure_weight, device=device))
@@ -243,11 +248,20 @@ def main():
     ap.add_argument("--pairs", default=",".join(str(i) for i in range(len(PAIRS))), help="which pairs, by index")
     ap.add_argument("--optimum-steps", type=int, default=200)
     ap.add_argument("--optima-only", action="store_true", help="only the pixel optima of the loss as changed by --set, with and without the structure term, against the preset's own (no rule is trained)")
+    ap.add_argument("--pool", type=Path, nargs="+", metavar="DIR", help="train nothing: pool the quality.json of earlier runs (the same recipe, other seeds) and give their medians")
     ap.add_argument("--device", default="cpu", help="where optima, training and the rules run: cpu or cuda")
     ap.add_argument("--out", type=Path, default=Path("quality-out"))
     ap.add_argument("--cache", type=Path, default=Path("quality-out/optimum-cache"), help="where pixel optima are kept (they depend only on the photo, style and loss)")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.pool:
+        missing = [str(d) for d in args.pool if not (d / "quality.json").is_file()]
+        if missing:
+            ap.error(f"no quality.json in {', '.join(missing)}")
+        try:
+            return pool_runs(args.pool, args.out)
+        except ValueError as e:
+            ap.error(str(e))
     args.cache.mkdir(parents=True, exist_ok=True)
     if args.optima_only:
         changed, preset = load_recipe(args.preset, parse_sets(args.set)), load_recipe(args.preset)
@@ -271,11 +285,45 @@ def main():
         )
     result = {"preset": args.preset, "overrides": parse_sets(args.set), "pairs": records, "summary": summary(records), "targets": TARGETS}
     (args.out / "quality.json").write_text(json.dumps(result, indent=2))
-    s = result["summary"]
-    print(f"medians: optimum with structure texture/optimum {s['objective_optimum_texture_over_optimum']:.2f}, ssim {s['objective_optimum']['ssim']:.2f}; "
-          f"rule texture/optimum {s['rule_texture_over_optimum']:.2f}, rule colour {s['rule']['colour']:.2f}, ssim {s['rule']['ssim']:.2f}; "
-          f"unseen/rule colour {s['unseen_over_rule']['colour']:.2f} texture {s['unseen_over_rule']['texture']:.2f}, unseen ssim {s['unseen']['ssim']:.2f}")
-    print("targets met: " + ", ".join(f"{k}={'yes' if v else 'NO'}" for k, v in s["targets"].items()))
+    print(summary_lines(result["summary"]))
+
+
+def summary_lines(s: dict) -> str:
+    return (
+        f"medians: optimum with structure texture/optimum {s['objective_optimum_texture_over_optimum']:.2f}, ssim {s['objective_optimum']['ssim']:.2f}; "
+        f"rule texture/optimum {s['rule_texture_over_optimum']:.2f}, rule colour {s['rule']['colour']:.2f}, ssim {s['rule']['ssim']:.3f}; "
+        f"unseen/rule colour {s['unseen_over_rule']['colour']:.2f} texture {s['unseen_over_rule']['texture']:.2f}, unseen ssim {s['unseen']['ssim']:.2f}\n"
+        "targets met: " + ", ".join(f"{k}={'yes' if v else 'NO'}" for k, v in s["targets"].items())
+    )
+
+
+def pooled(runs: list[dict]) -> list[dict]:
+    """Each pair's judged numbers averaged over several runs' quality.json (the same recipe trained with
+    different seeds), one record a pair as summary() reads them: one seed moves the medians by about
+    as much as most changes do (README, "Edit quality"), so a change is judged on the pooled runs."""
+    pairs = [(r["photo"], r["style"]) for r in runs[0]["pairs"]]
+    if any([(r["photo"], r["style"]) for r in run["pairs"]] != pairs for run in runs):
+        raise ValueError("runs to pool must hold the same pairs, in the same order")
+    mean = lambda recs: {k: float(np.mean([r[k] for r in recs])) for k in ("colour", "texture", "ssim")}  # noqa: E731
+    return [
+        {
+            "photo": photo, "style": style,
+            **{k: mean([run["pairs"][i][k] for run in runs]) for k in ("optimum", "objective_optimum", "rule")},
+            "unseen": {n: mean([run["pairs"][i]["unseen"][n] for run in runs]) for n in runs[0]["pairs"][i]["unseen"]},
+        }
+        for i, (photo, style) in enumerate(pairs)
+    ]
+
+
+def pool_runs(dirs: list[Path], out: Path) -> None:
+    """--pool: each run's medians, then the pooled runs' (pooled()), written to out/pooled.json."""
+    runs = [json.loads((d / "quality.json").read_text()) for d in dirs]
+    for d, run in zip(dirs, runs):
+        print(f"{d}: {run['overrides'] or 'the preset as it is'}\n{summary_lines(summary(run['pairs']))}")
+    result = {"runs": [str(d) for d in dirs], "pairs": pooled(runs)}
+    result["summary"] = summary(result["pairs"])
+    (out / "pooled.json").write_text(json.dumps(result, indent=2))
+    print(f"pooled over {len(runs)} runs:\n{summary_lines(result['summary'])}")
 
 
 def optima_only(args, recipe, preset) -> None:

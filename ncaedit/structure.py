@@ -17,6 +17,9 @@ from ncaedit.state import SOURCE, WORKING
 
 RADIUS = 2  # windows of 5 x 5 cells (7 x 7 kept more layout, less texture: README, "Edit quality")
 RIDGE = 1e-3  # in the state's [-1, 1] units: windows flatter than this (std ~0.03) explain little of the result
+# the standard deviation charged as sqrt(v + FLOOR) - sqrt(FLOOR): faint residuals cost about quadratically,
+# not at the square root's infinite slope at zero (with more generated scenes: README, "Seeds pooled")
+FLOOR = 1e-3
 _PAIRS = ((0, 0), (0, 1), (0, 2), (1, 1), (1, 2), (2, 2))  # the photo's colour covariances, upper triangle
 
 
@@ -47,6 +50,7 @@ def unexplained_variance(photo: torch.Tensor, result: torch.Tensor, radius: int,
 
 
 def structure_penalty(state: torch.Tensor) -> torch.Tensor:
-    """Mean over cells and colours of the working RGB's unexplained local standard deviation, with
-    the source RGB (the levelled photo) as the guide: zero for the photo itself up to the ridge."""
-    return (unexplained_variance(state[:, SOURCE], state[:, WORKING], RADIUS, RIDGE) + 1e-6).sqrt().mean()
+    """Mean over cells and colours of the working RGB's unexplained local standard deviation (floored,
+    see FLOOR), with the source RGB (the levelled photo) as the guide: zero for the photo itself up to the ridge."""
+    v = unexplained_variance(state[:, SOURCE], state[:, WORKING], RADIUS, RIDGE)
+    return ((v + FLOOR).sqrt() - FLOOR**0.5).mean()

@@ -93,3 +93,31 @@ def test_ssim_by_detail_says_where_layout_is_lost():
     assert np.mean(d["ssim"]) == pytest.approx(judges.ssim(photo, grainy), abs=0.01)
     assert d["ssim"][0] < 0.6 and d["ssim"][2] > 0.9
     assert d["spread"][0] > 0.02 and judges.by_detail(photo, photo)["spread"][0] < 0.01
+
+
+def test_quality_pool_averages_each_pair_over_runs_before_the_medians(tmp_path):
+    """--pool trains nothing: each pair's numbers are averaged over the runs, then the medians taken."""
+
+    def judged(colour, texture, ssim):
+        return {"colour": colour, "texture": texture, "ssim": ssim}
+
+    def run(name, rule_texture, unseen_colour):
+        pair = {
+            "photo": "a.jpg", "style": "s.png", "optimum": judged(0.1, 0.2, 0.3), "objective_optimum": judged(0.1, 0.3, 0.4),
+            "rule": judged(0.2, rule_texture, 0.4), "unseen": {"b.jpg": judged(unseen_colour, 0.4, 0.5), "c.jpg": judged(0.2, 0.4, 0.3)},
+        }
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "quality.json").write_text(json.dumps({"overrides": {}, "pairs": [pair], "summary": {}}))
+        return tmp_path / name
+
+    runs = [run("seed0", 0.24, 0.2), run("seed1", 0.28, 0.4)]
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "quality.py"), "--out", str(tmp_path / "out"), "--pool"]
+    r = subprocess.run([*cmd, *map(str, runs)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    s = json.loads((tmp_path / "out" / "pooled.json").read_text())["summary"]
+    assert s["rule_texture_over_optimum"] == pytest.approx(1.3)  # (0.24 + 0.28) / 2 over 0.2
+    assert s["unseen_over_rule"]["colour"] == pytest.approx(1.25)  # unseen colours 0.3 and 0.2 over the rule's 0.2
+    assert s["targets"]["train_texture_within_25pct_of_optimum"] is False and s["targets"]["train_ssim_ge_0.35"] is True
+    assert "pooled over 2 runs" in r.stdout
+    r = subprocess.run([*cmd, str(runs[0]), str(tmp_path / "nothing")], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and "no quality.json in" in r.stderr
