@@ -62,13 +62,11 @@ def test_translation_invariant_and_gradients_finite():
 
 def test_faint_residuals_cost_less_than_in_proportion():
     """The floored standard deviation: grain a tenth as strong adds far less than a tenth as much, so
-    training does not pay the square root's steep price for the faintest residuals; finite gradients."""
+    training does not pay the square root's steep price for the faintest residuals (its gradients at no
+    variance at all: test_translation_invariant_and_gradients_finite)."""
     photo = photo_with_stripes()
     noise = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(3))
     itself = structure_penalty(torch.cat([photo, photo], 1))
     faint = structure_penalty(torch.cat([photo, photo + 0.005 * noise], 1)) - itself
     strong = structure_penalty(torch.cat([photo, photo + 0.05 * noise], 1)) - itself
     assert 0 < faint < 0.03 * strong  # the unfloored standard deviation adds 0.056 of it here
-    x = torch.cat([photo, photo], 1).requires_grad_(True)
-    structure_penalty(x).backward()
-    assert torch.isfinite(x.grad).all()
