@@ -76,7 +76,9 @@ def style_loss(recipe, style_rgb: np.ndarray, device: str = "cpu"):
     return StyleLoss(load_loss_net("random").net.to(device), style_t, recipe.loss)
 
 
-def pixel_optimum(photo: np.ndarray, loss_fn, steps: int, lr: float = 0.02, contrast: float = 0.0, structure_weight: float = 0.0, device: str = "cpu") -> np.ndarray:
+def pixel_optimum(
+    photo: np.ndarray, loss_fn, steps: int, lr: float = 0.02, contrast: float = 0.0, structure_weight: float = 0.0, structure_power: float = 1.0, device: str = "cpu",
+) -> np.ndarray:
     """The photo's pixels optimised by Adam for the loss (the working RGB of a state; hidden channels
     unused), from the photo levelled to `contrast` as the rule reads it (the recipe's photo_contrast;
     0: as it is), which the loss also compares with, as in training. With `structure_weight` the
@@ -88,7 +90,7 @@ def pixel_optimum(photo: np.ndarray, loss_fn, steps: int, lr: float = 0.02, cont
     gen = torch.Generator().manual_seed(0)
     for _ in range(steps):
         x = torch.cat([state[:, :3], pixels], dim=1)
-        loss = objective(loss_fn, x, gen, structure_weight)["total"]
+        loss = objective(loss_fn, x, gen, structure_weight, structure_power)["total"]
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -144,12 +146,12 @@ def labelled_sheet(rows: list[list[tuple[str, np.ndarray]]], height: int = 200, 
 def cached_optimum(photo_name: str, style_name: str, photo: np.ndarray, loss_fn, recipe, steps: int, cache: Path, structure_weight: float, device: str = "cpu") -> np.ndarray:
     """pixel_optimum, kept in `cache`: it depends on the rule's recipe only through the loss, the levelling and the structure weight."""
     # without the structure term the key is the one the loss-only optima were cached under before it existed
-    contrast = recipe.rule.photo_contrast
+    contrast, power = recipe.rule.photo_contrast, recipe.train.structure_power
     loss = {k: v for k, v in dataclasses.asdict(recipe.loss).items() if k != "crop_share"}  # training's alone: the optimum is the whole photo
-    key = [photo_name, style_name, recipe.train.train_size, steps, contrast, loss] + (["structure", structure_weight, structure.RADIUS, structure.RIDGE, structure.FLOOR] if structure_weight else [])
+    key = [photo_name, style_name, recipe.train.train_size, steps, contrast, loss] + (["structure", structure_weight, structure.RADIUS, structure.RIDGE, structure.FLOOR] + ([power, structure.REFERENCE] if power != 1 else []) if structure_weight else [])
     cached = cache / f"optimum-{hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]}.npy"
     if not cached.exists():
-        np.save(cached, pixel_optimum(photo, loss_fn, steps, contrast=contrast, structure_weight=structure_weight, device=device))
+        np.save(cached, pixel_optimum(photo, loss_fn, steps, contrast=contrast, structure_weight=structure_weight, structure_power=power, device=device))
     return np.load(cached)
 
 

@@ -91,8 +91,9 @@ class TrainConfig:
     augment_flips: bool = True  # mirrored, flipped or transposed
     augment_jitter: float = 0.4  # brightness, contrast and saturation change by up to this fraction
     augment_hue: float = 0.5  # hue turns by up to this fraction of a turn (0.5: any hue, so other palettes restyle too)
-    scenes: float = 0.25  # fraction of crops cut from generated scenes (scenes.py), so other photos restyle as well (0.15 missed the unseen colour target pooled over seeds)
-    structure_weight: float = 1.0  # texture the photo's local structure does not explain (structure.py), against speckle
+    scenes: float = 0.3  # fraction of crops cut from generated scenes (scenes.py), so other photos restyle as well (0.25 missed the unseen colour target with structure_power 3)
+    structure_weight: float = 0.9  # texture the photo's local structure does not explain (structure.py), against speckle; 1.0 kept more layout than the targets ask
+    structure_power: float = 3.0  # each crop charged this power of it: more texture costs more where there is more (1: in proportion)
 
     def augment(self):
         """The augmentation these settings describe (augment.Augment; imported here so that this module stays free of torch)."""
@@ -117,6 +118,8 @@ class TrainConfig:
             raise NcaError("train: scenes must be in [0, 1)")
         if not (0 <= self.augment_scale <= 3 and 0 <= self.augment_jitter < 1 and 0 <= self.augment_hue <= 0.5 and self.structure_weight >= 0):
             raise NcaError("train: need 0 <= augment_scale <= 3, 0 <= augment_jitter < 1, 0 <= augment_hue <= 0.5, structure_weight >= 0")
+        if not 1 <= self.structure_power <= 8:
+            raise NcaError("train: structure_power must be between 1 and 8")
 
 
 RENAMED_KEYS = {"train.checkpoint_every": "grad_checkpoint_every"}  # older preset key -> its name now

@@ -6,6 +6,13 @@ explains, the photo's edges made stronger, weaker or recoloured, is free; what i
 texture where the photo is flat or across its edges, is penalised. So strokes that follow the photo's
 edges cost little and speckle over its flat parts costs much, where a total variation of the change
 from the photo charged both alike (README, "Edit quality").
+
+Each crop's mean unexplained deviation d is charged as a power of it (`[train] structure_power`),
+so the price of more texture grows with how much a crop already has: a style that keeps to the
+photo's edges (strokes) is charged little at the margin and draws more, one that lays its texture
+over everything (fine hatching) is held back hard, and one weight keeps about as much of the photo's
+layout under either (README, "Edit quality": charged in proportion, the strokes were held back and
+the hatch covered the photo).
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ RIDGE = 1e-3  # in the state's [-1, 1] units: windows flatter than this (std ~0.
 # the standard deviation charged as sqrt(v + FLOOR) - sqrt(FLOOR): faint residuals cost about quadratically,
 # not at the square root's infinite slope at zero (with more generated scenes: README, "Seeds pooled")
 FLOOR = 1e-3
+REFERENCE = 0.2  # the deviation at which the weight is the marginal price: about a crop's under the rings at weight 1
 _PAIRS = ((0, 0), (0, 1), (0, 2), (1, 1), (1, 2), (2, 2))  # the photo's colour covariances, upper triangle
 
 
@@ -49,8 +57,17 @@ def unexplained_variance(photo: torch.Tensor, result: torch.Tensor, radius: int,
     return (m[:, at + 3 * c :] - mr * mr - explained).clamp_min(0)
 
 
-def structure_penalty(state: torch.Tensor) -> torch.Tensor:
-    """Mean over cells and colours of the working RGB's unexplained local standard deviation (floored,
-    see FLOOR), with the source RGB (the levelled photo) as the guide: zero for the photo itself up to the ridge."""
+def unexplained_deviation(state: torch.Tensor) -> torch.Tensor:
+    """(n,): for each crop, the mean over cells and colours of the working RGB's unexplained local
+    standard deviation (floored, see FLOOR), with the source RGB (the levelled photo) as the guide:
+    zero for the photo itself up to the ridge."""
     v = unexplained_variance(state[:, SOURCE], state[:, WORKING], RADIUS, RIDGE)
-    return ((v + FLOOR).sqrt() - FLOOR**0.5).mean()
+    return ((v + FLOOR).sqrt() - FLOOR**0.5).mean((1, 2, 3))
+
+
+def structure_penalty(state: torch.Tensor, power: float) -> torch.Tensor:
+    """The structure term: each crop's unexplained deviation d charged as REFERENCE (d / REFERENCE)^power
+    / power, averaged over the crops (each crop on its own, so a batch split into parts scores as the
+    whole batch). Its slope, (d / REFERENCE)^(power - 1), is what the structure weight is multiplied by."""
+    d = unexplained_deviation(state) / REFERENCE
+    return d.pow(power).mean() * (REFERENCE / power)

@@ -117,13 +117,16 @@ class CropSampler:
         return torch.stack(out), torch.tensor(sources)
 
 
-def objective(loss_fn: Callable, state: torch.Tensor, generator: torch.Generator, structure_weight: float, running: StatisticsPart | None = None) -> dict[str, torch.Tensor]:
-    """What training minimises: the loss's terms, plus the structure term (structure.py; weighted into
-    "total") when structure_weight > 0. `running` goes to a loss that offers running statistics
-    (StyleLoss.running_statistics: each crop asked for its share of the whole photo's style)."""
+def objective(
+    loss_fn: Callable, state: torch.Tensor, generator: torch.Generator, structure_weight: float, structure_power: float, running: StatisticsPart | None = None,
+) -> dict[str, torch.Tensor]:
+    """What training minimises: the loss's terms, plus the structure term (structure.py, each crop's
+    charged as `structure_power` of it; weighted into "total") when structure_weight > 0. `running`
+    goes to a loss that offers running statistics (StyleLoss.running_statistics: each crop asked for
+    its share of the whole photo's style)."""
     terms = loss_fn(state, generator) if running is None else loss_fn(state, generator, running)
     if structure_weight > 0:
-        terms["structure"] = structure_penalty(state)
+        terms["structure"] = structure_penalty(state, structure_power)
         terms["total"] = terms["total"] + structure_weight * terms["structure"]
     return terms
 
@@ -236,7 +239,7 @@ class Scored:
 def score(rule: Rule, states: torch.Tensor, steps: int, seed: int, loss_fn: Callable, generator: torch.Generator, config: TrainConfig, share: float, running: StatisticsPart | None = None) -> Scored:
     """Roll `states` out, score them, and take the gradient of their share of the batch's loss."""
     out = rollout(rule, states, steps, seed=seed, checkpoint_every=config.grad_checkpoint_every)
-    terms = objective(loss_fn, out, generator, config.structure_weight, running)
+    terms = objective(loss_fn, out, generator, config.structure_weight, config.structure_power, running)
     fault = "state" if not torch.isfinite(out).all() else "loss" if not torch.isfinite(terms["total"]) else None
     grads = None if fault else torch.autograd.grad(terms["total"] * share, list(rule.parameters()), allow_unused=True)
     return Scored(out.detach(), {k: v.detach() * share for k, v in terms.items()}, grads, fault)

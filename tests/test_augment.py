@@ -62,6 +62,6 @@ def test_colour_jitter_keeps_grey_grey_and_hue_turns_colours():
 
 
 def test_augment_options_are_validated():
-    for bad in ({"augment_scale": -0.1}, {"augment_jitter": 1.0}, {"augment_hue": 0.6}, {"structure_weight": -1.0}):
+    for bad in ({"augment_scale": -0.1}, {"augment_jitter": 1.0}, {"augment_hue": 0.6}, {"structure_weight": -1.0}, {"structure_power": 0.5}):
         with pytest.raises(NcaError):
             TrainConfig(**bad).validate()

@@ -1,6 +1,6 @@
 import torch
 
-from ncaedit.structure import RADIUS, RIDGE, structure_penalty, unexplained_variance, window_mean
+from ncaedit.structure import RADIUS, REFERENCE, RIDGE, structure_penalty, unexplained_deviation, unexplained_variance, window_mean
 
 
 def photo_with_stripes(n=1, size=32, seed=0):
@@ -30,13 +30,13 @@ def test_matches_a_direct_least_squares_fit():
 
 def test_the_photos_edges_are_free_and_new_texture_is_not():
     photo = photo_with_stripes()
-    itself = structure_penalty(torch.cat([photo, photo], 1))
+    itself = structure_penalty(torch.cat([photo, photo], 1), 1)
     # the photo's own structure made stronger, recoloured and shifted: explained by it, so about as cheap
-    recoloured = structure_penalty(torch.cat([photo, 1.5 * photo.flip(1) + 0.2], 1))
+    recoloured = structure_penalty(torch.cat([photo, 1.5 * photo.flip(1) + 0.2], 1), 1)
     noise = 0.1 * torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(2))
-    speckled = structure_penalty(torch.cat([photo, photo + noise], 1))
+    speckled = structure_penalty(torch.cat([photo, photo + noise], 1), 1)
     # the stripes turned across: texture the photo does not have at that place
-    crossed = structure_penalty(torch.cat([photo, photo.transpose(-1, -2)], 1))
+    crossed = structure_penalty(torch.cat([photo, photo.transpose(-1, -2)], 1), 1)
     assert itself < 0.03 and recoloured < itself + 0.02
     assert speckled > 3 * recoloured and crossed > 3 * recoloured
 
@@ -56,7 +56,7 @@ def test_translation_invariant_and_gradients_finite():
     moved = unexplained_variance(photo.roll((5, 3), (-2, -1)), result.roll((5, 3), (-2, -1)), RADIUS, RIDGE)
     assert torch.allclose(here[..., 8:24, 8:24], moved[..., 13:29, 11:27], atol=1e-6)
     flat = torch.zeros(1, 6, 16, 16, requires_grad=True)  # no variance anywhere: the square root's worst case
-    (structure_penalty(torch.cat([photo, result], 1)) + structure_penalty(flat)).backward()
+    (structure_penalty(torch.cat([photo, result], 1), 3) + structure_penalty(flat, 3)).backward()
     assert torch.isfinite(result.grad).all() and torch.isfinite(flat.grad).all()
 
 
@@ -66,7 +66,29 @@ def test_faint_residuals_cost_less_than_in_proportion():
     variance at all: test_translation_invariant_and_gradients_finite)."""
     photo = photo_with_stripes()
     noise = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(3))
-    itself = structure_penalty(torch.cat([photo, photo], 1))
-    faint = structure_penalty(torch.cat([photo, photo + 0.005 * noise], 1)) - itself
-    strong = structure_penalty(torch.cat([photo, photo + 0.05 * noise], 1)) - itself
+    itself = structure_penalty(torch.cat([photo, photo], 1), 1)
+    faint = structure_penalty(torch.cat([photo, photo + 0.005 * noise], 1), 1) - itself
+    strong = structure_penalty(torch.cat([photo, photo + 0.05 * noise], 1), 1) - itself
     assert 0 < faint < 0.03 * strong  # the unfloored standard deviation adds 0.056 of it here
+
+
+def test_each_crop_pays_more_at_the_margin_the_more_it_already_has():
+    """A power of each crop's deviation: a batch scores as the mean of its crops, and of two crops given
+    the same extra grain, the one already covered in texture pays more for it than the one that kept to
+    the photo (in proportion, the square root's concave charge made it pay less)."""
+    photo = photo_with_stripes(2)
+    g = torch.Generator().manual_seed(4)
+    noise = torch.randn(photo.shape, generator=g)
+    textured = photo.clone()
+    textured[1] += 0.1 * noise[1]  # crop 1 already covered in texture, crop 0 the photo itself
+    batch = torch.cat([photo, textured], 1)
+    alone = [structure_penalty(batch[i : i + 1], 3) for i in range(2)]
+    assert torch.allclose(structure_penalty(batch, 3), (alone[0] + alone[1]) / 2)
+    grain = 0.02 * torch.randn(photo.shape, generator=g)
+    more = torch.cat([photo, textured + grain], 1)
+    price = [structure_penalty(more[i : i + 1], 3) - alone[i] for i in range(2)]
+    assert price[1] > 2 * price[0] > 0
+    d = unexplained_deviation(batch)
+    assert d.shape == (2,) and torch.allclose(structure_penalty(batch, 3), (REFERENCE * (d / REFERENCE) ** 3 / 3).mean())
+    linear = [structure_penalty(more[i : i + 1], 1) - structure_penalty(batch[i : i + 1], 1) for i in range(2)]
+    assert linear[1] < linear[0]  # in proportion, the textured crop paid less: what the power is for
