@@ -264,6 +264,8 @@ def main():
             return pool_runs(args.pool, args.out)
         except ValueError as e:
             ap.error(str(e))
+        except (KeyError, TypeError, IndexError) as e:
+            ap.error(f"a quality.json to pool is not one this script wrote ({type(e).__name__}: {e})")
     args.cache.mkdir(parents=True, exist_ok=True)
     if args.optima_only:
         changed, preset = load_recipe(args.preset, parse_sets(args.set)), load_recipe(args.preset)

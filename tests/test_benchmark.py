@@ -121,3 +121,7 @@ def test_quality_pool_averages_each_pair_over_runs_before_the_medians(tmp_path):
     assert "pooled over 2 runs" in r.stdout
     r = subprocess.run([*cmd, str(runs[0]), str(tmp_path / "nothing")], capture_output=True, text=True, timeout=300)
     assert r.returncode == 2 and "no quality.json in" in r.stderr
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "quality.json").write_text(json.dumps({"pairs": [{"photo": "a.jpg", "style": "s.png"}]}))  # parses, lacks the numbers
+    r = subprocess.run([*cmd, str(runs[0]), str(tmp_path / "other")], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and "not one this script wrote" in r.stderr and "Traceback" not in r.stderr
