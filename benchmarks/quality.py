@@ -144,11 +144,13 @@ def labelled_sheet(rows: list[list[tuple[str, np.ndarray]]], height: int = 200, 
 
 
 def cached_optimum(photo_name: str, style_name: str, photo: np.ndarray, loss_fn, recipe, steps: int, cache: Path, structure_weight: float, device: str = "cpu") -> np.ndarray:
-    """pixel_optimum, kept in `cache`: it depends on the rule's recipe only through the loss, the levelling and the structure weight."""
-    # without the structure term the key is the one the loss-only optima were cached under before it existed
+    """pixel_optimum, kept in `cache`: it depends on the rule's recipe only through the loss, the levelling
+    and the structure term's weight and power."""
     contrast, power = recipe.rule.photo_contrast, recipe.train.structure_power
     loss = {k: v for k, v in dataclasses.asdict(recipe.loss).items() if k != "crop_share"}  # training's alone: the optimum is the whole photo
-    key = [photo_name, style_name, recipe.train.train_size, steps, contrast, loss] + (["structure", structure_weight, structure.RADIUS, structure.RIDGE, structure.FLOOR] + ([power, structure.REFERENCE] if power != 1 else []) if structure_weight else [])
+    # each part of the key is left out where it is off, so optima cached before it existed keep their keys
+    term = ["structure", structure_weight, structure.RADIUS, structure.RIDGE, structure.FLOOR] + ([power, structure.REFERENCE] if power != 1 else [])
+    key = [photo_name, style_name, recipe.train.train_size, steps, contrast, loss] + (term if structure_weight else [])
     cached = cache / f"optimum-{hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]}.npy"
     if not cached.exists():
         np.save(cached, pixel_optimum(photo, loss_fn, steps, contrast=contrast, structure_weight=structure_weight, structure_power=power, device=device))
