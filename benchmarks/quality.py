@@ -48,7 +48,7 @@ from ncaedit.apply import apply_rule
 from ncaedit.device import training_workers
 from ncaedit.image import Photo, fit_long_side, load_image
 from ncaedit.recipe import load_recipe
-from ncaedit.state import WORKING, levelled, photo_levels, working_rgb
+from ncaedit.state import HIDDEN, WORKING, make_state, photo_levels, working_rgb
 from ncaedit.train import objective, train_rule
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -77,19 +77,21 @@ def style_loss(recipe, style_rgb: np.ndarray, device: str = "cpu"):
 
 
 def pixel_optimum(
-    photo: np.ndarray, loss_fn, steps: int, lr: float = 0.02, contrast: float = 0.0, structure_weight: float = 0.0, structure_power: float = 1.0, device: str = "cpu",
+    photo: np.ndarray, loss_fn, steps: int, lr: float = 0.02, contrast: float = 0.0, structure_weight: float = 0.0, structure_power: float = 1.0,
+    regions: int = 0, device: str = "cpu",
 ) -> np.ndarray:
     """The photo's pixels optimised by Adam for the loss (the working RGB of a state; hidden channels
-    unused), from the photo levelled to `contrast` as the rule reads it (the recipe's photo_contrast;
+    unused but for the random regions, `regions` pixels across, seed 0, as applying the rule makes
+    them), from the photo levelled to `contrast` as the rule reads it (the recipe's photo_contrast;
     0: as it is), which the loss also compares with, as in training. With `structure_weight` the
     objective also has training's structure term (train.objective): the rule's whole objective."""
-    colour = levelled(torch.from_numpy(photo).permute(2, 0, 1), photo_levels(photo, contrast))[None].to(device) * 2 - 1
-    state = torch.cat([colour, colour], dim=1)
+    rgb = torch.from_numpy(photo).permute(2, 0, 1)[None].to(device)
+    state = make_state(rgb, 2 if regions else 0, levels=photo_levels(photo, contrast), regions=regions)
     pixels = state[:, WORKING].clone().requires_grad_(True)
     opt = torch.optim.Adam([pixels], lr=lr)
     gen = torch.Generator().manual_seed(0)
     for _ in range(steps):
-        x = torch.cat([state[:, :3], pixels], dim=1)
+        x = torch.cat([state[:, :3], pixels, state[:, HIDDEN]], dim=1)
         loss = objective(loss_fn, x, gen, structure_weight, structure_power)["total"]
         opt.zero_grad()
         loss.backward()
@@ -144,16 +146,17 @@ def labelled_sheet(rows: list[list[tuple[str, np.ndarray]]], height: int = 200, 
 
 
 def cached_optimum(photo_name: str, style_name: str, photo: np.ndarray, loss_fn, recipe, steps: int, cache: Path, structure_weight: float, device: str = "cpu") -> np.ndarray:
-    """pixel_optimum, kept in `cache`: it depends on the rule's recipe only through the loss, the levelling
-    and the structure term's weight and power."""
-    contrast, power = recipe.rule.photo_contrast, recipe.train.structure_power
-    loss = {k: v for k, v in dataclasses.asdict(recipe.loss).items() if k != "crop_share"}  # training's alone: the optimum is the whole photo
-    # each part of the key is left out where it is off, so optima cached before it existed keep their keys
+    """pixel_optimum, kept in `cache`: it depends on the rule's recipe only through the loss, the levelling,
+    the structure term's weight and power and the random regions."""
+    contrast, power, regions = recipe.rule.photo_contrast, recipe.train.structure_power, recipe.rule.regions
+    # crop_share is training's alone (the optimum is the whole photo); each part of the key is left out
+    # where it is off, so optima cached before it existed keep their keys
+    loss = {k: v for k, v in dataclasses.asdict(recipe.loss).items() if k != "crop_share" and not (k == "patch_hue" and v == 0)}
     term = ["structure", structure_weight, structure.RADIUS, structure.RIDGE, structure.FLOOR] + ([power, structure.REFERENCE] if power != 1 else [])
-    key = [photo_name, style_name, recipe.train.train_size, steps, contrast, loss] + (term if structure_weight else [])
+    key = [photo_name, style_name, recipe.train.train_size, steps, contrast, loss] + (term if structure_weight else []) + ([["regions", regions]] if regions else [])
     cached = cache / f"optimum-{hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]}.npy"
     if not cached.exists():
-        np.save(cached, pixel_optimum(photo, loss_fn, steps, contrast=contrast, structure_weight=structure_weight, structure_power=power, device=device))
+        np.save(cached, pixel_optimum(photo, loss_fn, steps, contrast=contrast, structure_weight=structure_weight, structure_power=power, regions=regions, device=device))
     return np.load(cached)
 
 

@@ -31,7 +31,7 @@ def rollout_frames(
     check_frame_memory(steps, every, rgb.shape[1], rgb.shape[0])
     rule = rule.to(device)
     levels = photo_levels(rgb, rule.config.photo_contrast)
-    state = make_state(torch.from_numpy(rgb).permute(2, 0, 1)[None].to(device), rule.config.hidden_channels, seed=seed, levels=levels)
+    state = make_state(torch.from_numpy(rgb).permute(2, 0, 1)[None].to(device), rule.config.hidden_channels, seed=seed, levels=levels, regions=rule.config.regions)
 
     def frame():
         return to_samples(working_rgb(state)[0].permute(1, 2, 0).cpu().numpy(), np.uint8)

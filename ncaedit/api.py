@@ -252,7 +252,7 @@ def train_style(
 ) -> Rule:
     """Train a rule that repaints `photo` in the style of `style` (each a path, PIL image or array).
 
-    `preset` names a recipe (fast, balanced, quality, motifs) or a .toml file; `overrides` set single recipe
+    `preset` names a recipe (fast, balanced, quality, motifs, cells) or a .toml file; `overrides` set single recipe
     keys (iterations=50, crop=64, width=32, lr=3e-3, content_weight=0.5, ...). `callback` receives an
     Iteration after every training iteration (return True to stop: the best rule so far is
     returned) and Events (warnings, notices). Ctrl-C also stops at the end of an iteration."""

@@ -49,6 +49,10 @@ class RuleConfig:
     # away, so motifs larger than the rollout appear; 3 took the rings pair's texture from 1.5 to 1.1 x its
     # pixel optimum's (benchmarks/quality.py); 1 is the 3x3 neighbourhood alone
     scales: int = 3
+    # random regions about this many pixels across (noise.regions), which the rule reads in two frozen
+    # hidden channels: where a style's cells go, each with its own hue (patch_hue); 0: none. The
+    # `cells` preset: the first rule to draw the mosaic's outlined cells (README, "Edit quality")
+    regions: int = 0
 
     @property
     def channels(self) -> int:
@@ -69,6 +73,8 @@ class RuleConfig:
             raise NcaError("rule: scales must be between 1 and 4")
         if self.padding not in PADDINGS:
             raise NcaError(f"rule: padding must be one of {', '.join(PADDINGS)}")
+        if self.regions and not (4 <= self.regions <= 1024 and self.hidden_channels >= 2):
+            raise NcaError("rule: regions must be 0 (none) or 4-1024 pixels, with hidden_channels >= 2 to hold them")
 
 
 @dataclass
@@ -134,6 +140,7 @@ class StyleLossConfig:
     # `motifs`: a rule draws closed rings with it after 1,000+ iterations, but strokes turn to bands (README, "Edit quality")
     patch_weight: float = 0.0
     patch_guide: float = 0.0  # how much the photo's lightness there steers which style patch is chosen (patches.py)
+    patch_hue: float = 0.0  # how much each random region's hue steers it (needs rule.regions; patches.py)
     content: str = "layout"  # "layout" (low-passed luminance) or "features" (loss-net features)
     content_weight: float = 0.3
     layout_blur: float = 2.0  # for content "layout": the Gaussian sigma, in pixels, below which detail is free
@@ -151,7 +158,7 @@ class StyleLossConfig:
             raise NcaError(f"style_distance must be one of {', '.join(STYLE_DISTANCES)}")
         if self.content not in CONTENTS:
             raise NcaError(f"content must be one of {', '.join(CONTENTS)}")
-        if min(self.style_weight, self.texture_weight, self.patch_weight, self.patch_guide, self.content_weight, self.colour_weight, self.overflow_weight, self.layout_blur) < 0:
+        if min(self.style_weight, self.texture_weight, self.patch_weight, self.patch_guide, self.patch_hue, self.content_weight, self.colour_weight, self.overflow_weight, self.layout_blur) < 0:
             raise NcaError("loss weights must be >= 0")
         if self.style_size < 16:
             raise NcaError("style_size must be at least 16 pixels")

@@ -65,6 +65,7 @@ BOUNDS: dict[str, Bound] = {
     "crop_share": Bound(0, 1, above_low=True),
     "photo_contrast": Bound(0, 1),
     "scales": Bound(1, 4, integer=True),
+    "regions": Bound(4, 1024, integer=True, also=(0,)),
     "layout_blur": Bound(0, 1000),
     "aesthetic": Bound(0, 10),
     "workers": Bound(1, 1_000_000, integer=True),  # Ray actors

@@ -30,14 +30,14 @@ from ncaedit.config import VERSION
 from ncaedit.errors import NcaError
 from ncaedit.limits import check_number
 from ncaedit.paths import free_name, read_limited, write_atomic
-from ncaedit.rule import PADDINGS, Rule, RuleConfig
+from ncaedit.rule import PADDINGS, REGION_ROWS, Rule, RuleConfig
 
 FORMAT = "ncaedit-rule"
 FORMAT_VERSION = 1
 _TENSORS = ("w1.weight", "w1.bias", "w2.weight")
 SETTINGS = ("arch", "default_steps")  # metadata that changes what the rule does: covered by settings_sha256
 DEFAULT_STEPS = 32  # for files that do not say
-ADDED_ARCH = {"photo_contrast": 0.0, "scales": 1}  # arch keys newer than some files, with the value that reads those files as written
+ADDED_ARCH = {"photo_contrast": 0.0, "scales": 1, "regions": 0}  # arch keys newer than some files, with the value that reads those files as written
 _MAX_HEADER = 1 << 20
 _MAX_FILE = 64 << 20  # rules are kilobytes; anything this large is not one
 _BAD_JSON = (ValueError, KeyError, TypeError, IndexError, AttributeError, OverflowError, RecursionError)
@@ -121,6 +121,8 @@ def load_rule(path: str | Path) -> RuleFile:
             raise NcaError(altered)
         rule = Rule(config)
         rule.load_state_dict({k: tensors[k] for k in shapes})
+        if config.regions and rule.w2.weight[REGION_ROWS].any():  # a rule that writes its regions was not trained as one
+            raise NcaError(altered)
     except (KeyError, TypeError, ValueError, RuntimeError, OverflowError, NcaError) as exc:
         raise NcaError(altered) from exc
     if _checksum(tensors) != meta.get("tensor_sha256"):

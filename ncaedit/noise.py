@@ -1,11 +1,13 @@
 """Random numbers that depend only on (seed, stream, absolute pixel position).
 
-The stochastic update mask (`firing`) and the initial hidden noise are drawn from here, so a tile cut out of a
-large photo sees exactly the numbers the whole photo would see at the same pixels. That is what
-makes a tiled rollout match the untiled one.
+The stochastic update mask (`firing`), the initial hidden noise and the random regions (`regions`)
+are drawn from here, so a tile cut out of a large photo sees exactly the numbers the whole photo would
+see at the same pixels. That is what makes a tiled rollout match the untiled one.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 
@@ -47,3 +49,31 @@ def uniform_at(seed: int, stream: int, ys: torch.Tensor, xs: torch.Tensor) -> to
     row = _mix((ys + _key(seed, stream)) & _MASK32)
     h = _mix((row ^ (xs * 0x27D4EB2D & _MASK32)) & _MASK32)
     return (h >> 8).to(torch.float32) * (1.0 / (1 << 24))
+
+
+REGION_STREAM = -(1 << 20)  # streams of `regions`, apart from the hidden noise's (-1, -2, ...) and the steps' (0, 1, ...)
+
+
+def regions(size: int, seed: int, top: int, left: int, height: int, width: int, device=None) -> torch.Tensor:
+    """A random partition of the plane into regions about `size` pixels across (Worley's cellular
+    noise: each pixel belongs to the nearest of points jittered one in each size x size square), each
+    region carrying a random direction (cos, sin): (2, height, width) for the pixels [top:top+height,
+    left:left+width]. Points and directions are hashed from their square, so a tile sees the same
+    regions as the whole image; distances are in float64, on the CPU (MPS has none), so tile and
+    whole compare them alike on any device."""
+    ys, xs = torch.arange(top, top + height, dtype=torch.float64), torch.arange(left, left + width, dtype=torch.float64)
+    row, col = torch.div(ys, size, rounding_mode="floor").long(), torch.div(xs, size, rounding_mode="floor").long()
+    # the squares the pixels and their neighbours fall in, one point and one direction each
+    square_y = torch.arange(int(row[0]) - 1, int(row[-1]) + 2)[:, None].expand(-1, int(col[-1]) - int(col[0]) + 3)
+    square_x = torch.arange(int(col[0]) - 1, int(col[-1]) + 2)[None, :].expand(len(square_y), -1)
+    point_y = (square_y + uniform_at(seed, REGION_STREAM, square_y, square_x).double()) * size
+    point_x = (square_x + uniform_at(seed, REGION_STREAM - 1, square_y, square_x).double()) * size
+    direction = uniform_at(seed, REGION_STREAM - 2, square_y, square_x) * (2 * math.pi)
+    nearest, angle = torch.full((height, width), math.inf, dtype=torch.float64), torch.zeros(height, width)
+    for dy in (0, 1, 2):
+        for dx in (0, 1, 2):
+            i, j = (row - row[0] + dy)[:, None], (col - col[0] + dx)[None, :]
+            distance = (point_y[i, j] - ys[:, None]) ** 2 + (point_x[i, j] - xs[None, :]) ** 2
+            closer = distance < nearest
+            nearest, angle = torch.where(closer, distance, nearest), torch.where(closer, direction[i, j], angle)
+    return torch.stack([angle.cos(), angle.sin()]).to(device)

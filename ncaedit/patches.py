@@ -4,6 +4,11 @@ the guided correspondence of Zhou et al. 2023 so that the result does not copy o
 With a guide (the photo's luminance), a style patch is also chosen by how light it is against how
 light the photo is there, as image analogies and guided synthesis do: the photo's dark parts take the
 style's dark patches and its light parts the light ones, so the motifs follow the photo's layout.
+With random regions (RuleConfig.regions: a partition of the photo into regions, each with a random
+direction in the plane of hues) a style patch is also chosen by how its hue agrees with its region's,
+in proportion to how colourful the patch is: neighbouring regions take different hues and grey or
+dark patches (outlines) go anywhere, so a rule draws a mosaic's cells, each in one of its hues, where
+a rule without them painted one or two hues over everything.
 
 Statistics that are averages over the image (Gram matrices, steerable-pyramid statistics) say which
 edges and colours occur, not how they join: from noise they drew the rings as open arcs and the
@@ -23,13 +28,17 @@ SPREAD = 0.01  # per colour value: how little a style patch that the result alre
 
 
 class NearestPatches(torch.nn.Module):
-    def __init__(self, style_rgb: torch.Tensor, levels: tuple[int, ...] = (1, 2, 3), sample: int = 4096, seed: int = 0, guide_weight: float = 0.0):
+    def __init__(
+        self, style_rgb: torch.Tensor, levels: tuple[int, ...] = (1, 2, 3), sample: int = 4096, seed: int = 0, guide_weight: float = 0.0, hue_weight: float = 0.0,
+    ):
         """style_rgb (1, 3, h, w) in [0, 1]; `levels`: scales 1/2^level the patches are taken at;
         at most `sample` style patches a level, drawn at random once (the search costs in proportion).
         `guide_weight`: how much a style patch's lightness, against the guide's there, counts in
-        choosing it (per colour value, as a squared difference; 0: not at all)."""
+        choosing it (per colour value, as a squared difference; 0: not at all). `hue_weight`: how
+        much its hue against its region's counts (per colour value, times 1 - the cosine of the angle
+        between them and the patch's chroma over the style's most colourful patch's)."""
         super().__init__()
-        self.levels, self.guide_weight = tuple(levels), guide_weight
+        self.levels, self.guide_weight, self.hue_weight = tuple(levels), guide_weight, hue_weight
         g = torch.Generator().manual_seed(seed)
         luma = torch.tensor(LUMA, dtype=style_rgb.dtype, device=style_rgb.device)
         for level in self.levels:
@@ -40,13 +49,19 @@ class NearestPatches(torch.nn.Module):
             # each patch's mean luminance, centred on mid-grey as the levelled photo is
             light = (p.view(len(p), 3, -1).mean(-1) @ luma)
             self.register_buffer(f"lightness_{level}", light - light.mean() + 0.5)
+            hue = opponent(p.view(len(p), 3, -1).mean(-1))  # (n, 2)
+            chroma = hue.norm(dim=-1, keepdim=True)
+            self.register_buffer(f"hue_{level}", hue / chroma.clamp_min(1e-6) * (chroma / chroma.max().clamp_min(1e-6)))
 
-    def forward(self, rgb: torch.Tensor, generator: torch.Generator | None = None, guide: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, rgb: torch.Tensor, generator: torch.Generator | None = None, guide: torch.Tensor | None = None, regions: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Squared distance of each patch of rgb (B, 3, H, W) to the style patch it is matched with
         (summed over the patch's colour values), averaged over patches and over the levels at which
         rgb is at least one patch large. Each level's grid starts at a random offset (`generator`),
         so that no block edges are learnt. `guide` (B, 1, H, W), the levelled photo's luminance,
-        steers the choice where guide_weight > 0."""
+        steers the choice where guide_weight > 0; `regions` (B, 2, H, W), each region's direction
+        (state.REGIONS), where hue_weight > 0."""
         terms = []
         for level in self.levels:
             k = 2**level
@@ -63,11 +78,22 @@ class NearestPatches(torch.nn.Module):
                 if guide is not None and self.guide_weight > 0:
                     there = patches(downscaled(guide[..., dy:, dx:], level)).mean(-1)  # (B, N)
                     d += self.guide_weight * p.shape[-1] * (there[..., None] - getattr(self, f"lightness_{level}")) ** 2
+                if regions is not None and self.hue_weight > 0:
+                    way = patches(downscaled(regions[..., dy:, dx:], level)).unflatten(-1, (2, -1)).mean(-1)  # (B, N, 2)
+                    way = way / way.norm(dim=-1, keepdim=True).clamp_min(1e-6)
+                    hue = getattr(self, f"hue_{level}")  # direction times relative chroma: 1 - cos, weighted
+                    d += self.hue_weight * p.shape[-1] * (hue.norm(dim=-1) - way @ hue.t())
                 # guided correspondence: a distance counts for less the further that style patch is from every
                 # patch of the result, so patches spread over the style rather than all taking its commonest one
                 match = (d / (d.amin(1, keepdim=True) + SPREAD * p.shape[-1])).argmin(-1)
             terms.append(((p - style[match]) ** 2).sum(-1).mean())
         return torch.stack(terms).mean() if terms else rgb.new_zeros(())
+
+
+def opponent(rgb: torch.Tensor) -> torch.Tensor:
+    """(..., 3) RGB -> (..., 2) its two opponent colour axes, red-green and yellow-blue: a plane of hues."""
+    r, g, b = rgb.unbind(-1)
+    return torch.stack([r - g, (r + g) / 2 - b], -1)
 
 
 def downscaled(rgb: torch.Tensor, level: int) -> torch.Tensor:

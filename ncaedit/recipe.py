@@ -89,6 +89,8 @@ def load_recipe(preset: str = DEFAULT_PRESET, overrides: dict[str, dict[str, Any
     recipe.rule.validate()
     recipe.train.validate()
     recipe.loss.validate()
+    if getattr(recipe.loss, "patch_hue", 0) > 0 and not (recipe.rule.regions and recipe.loss.patch_weight > 0):
+        raise NcaError("loss.patch_hue needs rule.regions > 0 (the regions whose hue it steers) and loss.patch_weight > 0")
     return recipe
 
 

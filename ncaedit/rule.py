@@ -4,6 +4,7 @@ One step:
     perception = [identity, Sobel-x, Sobel-y, Laplacian] of every channel   (4 * C features per spacing)
     update     = W2 relu(W1 perception + b1)                                 (C - 3 values)
     state[3:] += update * mask                                               (source stays frozen)
+(with random regions, state.REGIONS, their two channels stay frozen too: their rows of w2 are zero)
 With `scales` > 1 the same four filters are also taken with their taps 2, 4, ... apart, on copies of
 the state smoothed to match (coarse_stencils): a cell sees 2^scales - 1 cells away in one step, so a
 short rollout can draw motifs much larger than its length, at every pixel (no coarse grid).
@@ -30,6 +31,9 @@ from torch import nn
 from ncaedit.config import PADDINGS, RuleConfig, scales_reach  # noqa: F401 (RuleConfig: re-exported where it was)
 from ncaedit.noise import firing
 from ncaedit.reference import PERCEPTION_FILTERS  # noqa: F401 (what w1's features mean; `stencils` computes them)
+from ncaedit.state import REGIONS, WRITABLE
+
+REGION_ROWS = slice(REGIONS.start - WRITABLE.start, REGIONS.stop - WRITABLE.start)  # w2's outputs are the writable channels
 
 
 class Rule(nn.Module):
@@ -41,6 +45,8 @@ class Rule(nn.Module):
         self.w1 = nn.Linear(4 * c * config.scales, config.width)
         self.w2 = nn.Linear(config.width, c - 3, bias=False)
         nn.init.zeros_(self.w2.weight)  # a fresh rule changes nothing
+        if config.regions:  # the regions' channels stay as they were made: their rows of w2 stay zero
+            self.w2.weight.register_hook(without_region_rows)
 
     def stencil_weights(self) -> torch.Tensor:
         """The first layer re-expressed on the stencil features (see `stencils`), shape (width, 4C).
@@ -69,6 +75,13 @@ class Rule(nn.Module):
 
     def arch(self) -> dict:
         return asdict(self.config)
+
+
+def without_region_rows(grad: torch.Tensor) -> torch.Tensor:
+    """w2's gradient with the rows that would write the random regions zeroed (on any device)."""
+    grad = grad.clone()
+    grad[REGION_ROWS] = 0
+    return grad
 
 
 def pad_cells(x: torch.Tensor, padding: str, width: int = 1, dims: tuple[int, ...] = (1, 2)) -> torch.Tensor:

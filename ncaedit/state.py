@@ -5,6 +5,8 @@ Channel layout of a state tensor of shape (B, C, H, W), with C = 6 + hidden chan
     0-2   source RGB of the photo; frozen: the rule reads it and never writes it
     3-5   working RGB: the edited image; starts as a copy of the source
     6-    hidden channels: the rule's scratch memory; start as small noise
+    6-7   with random regions (RuleConfig.regions): each pixel's region's random direction (noise.regions),
+          frozen (the rule reads them and never writes them): where each motif goes
 
 Levels: the source and working RGB start from the photo levelled for the rule (`photo_levels`: its
 mean colour moved to mid-grey, its contrast scaled to the rule's photo_contrast; a video's frames
@@ -25,11 +27,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ncaedit.noise import position_uniform
+from ncaedit.noise import position_uniform, regions as random_regions
 
 SOURCE = slice(0, 3)
 WORKING = slice(3, 6)
 HIDDEN = slice(6, None)
+REGIONS = slice(6, 8)  # with RuleConfig.regions
 WRITABLE = slice(3, None)
 HIDDEN_NOISE = 0.1
 LEVELS_PIXELS = 1 << 20  # levels are measured on a regular subsample of at most about this many pixels
@@ -102,19 +105,20 @@ def levelled(rgb: torch.Tensor, levels: Levels | None) -> torch.Tensor:
 
 
 def make_state(
-    rgb: torch.Tensor, hidden_channels: int, seed: int = 0, top: int = 0, left: int = 0, levels: Levels | None = None
+    rgb: torch.Tensor, hidden_channels: int, seed: int = 0, top: int = 0, left: int = 0, levels: Levels | None = None, regions: int = 0,
 ) -> torch.Tensor:
     """Initial state for photos `rgb` of shape (B, 3, H, W) in [0, 1], levelled by `levels` (None: as they are).
 
     `top`/`left` place the batch inside a larger image, so that hidden noise depends on the absolute
-    pixel position (tiles of one photo get the same noise as the whole photo).
+    pixel position (tiles of one photo get the same noise as the whole photo). With `regions` (their
+    size in pixels, RuleConfig.regions) the first two hidden channels hold the random regions instead.
     """
     b, _, h, w = rgb.shape
     colour = levelled(rgb, levels) * 2 - 1
-    noise = torch.stack(
-        [position_uniform(seed, -1 - c, top, left, h, w, device=rgb.device) for c in range(hidden_channels)]
-    )
-    hidden = (noise * 2 - 1) * HIDDEN_NOISE
+    noise = [position_uniform(seed, -1 - c, top, left, h, w, device=rgb.device) for c in range(hidden_channels)]
+    hidden = (torch.stack(noise) * 2 - 1) * HIDDEN_NOISE if noise else torch.zeros(0, h, w, device=rgb.device)
+    if regions:
+        hidden[REGIONS.start - 6 : REGIONS.stop - 6] = random_regions(regions, seed, top, left, h, w, device=rgb.device)
     return torch.cat([colour, colour, hidden.to(rgb.dtype).expand(b, -1, -1, -1)], dim=1)
 
 

@@ -2,7 +2,8 @@
 
     total = style_weight   * style distance (Gram matrices, or sliced Wasserstein) of loss-net features
           + texture_weight * distance of steerable-pyramid texture statistics (shapes: steerable.py)
-          + patch_weight   * distance of each coarse patch to a style patch like it (whole motifs: patches.py)
+          + patch_weight   * distance of each coarse patch to a style patch like it (whole motifs: patches.py),
+                             chosen by the photo's lightness and the random regions' hues where asked
           + content_weight * spatial distance to the source photo (keeps layout): loss-net features,
                              or the concordance of low-passed luminances ("layout")
           + colour_weight  * sliced Wasserstein distance between RGB colour distributions (the style's
@@ -23,7 +24,7 @@ from ncaedit.config import STYLE_DISTANCES, StyleLossConfig  # noqa: F401 (re-ex
 from ncaedit.lossnet import LossNet
 from ncaedit.patches import NearestPatches
 from ncaedit.running_statistics import RunningStatistics, StatisticsPart
-from ncaedit.state import WRITABLE, source_rgb, working_rgb
+from ncaedit.state import REGIONS, WRITABLE, source_rgb, working_rgb
 from ncaedit.steerable import TextureStatistics, luminance
 
 
@@ -131,7 +132,7 @@ class StyleLoss(nn.Module):
         self.texture = None
         if config.texture_weight > 0:
             self.texture = TextureStatistics(style_rgb)
-        self.patches = NearestPatches(style_rgb, guide_weight=config.patch_guide) if config.patch_weight > 0 else None
+        self.patches = NearestPatches(style_rgb, guide_weight=config.patch_guide, hue_weight=config.patch_hue) if config.patch_weight > 0 else None
         with torch.no_grad():
             feats = net.features(style_rgb)
             self.style_grams = [gram(feats[i])[0] for i in net.style_layers]
@@ -173,7 +174,8 @@ class StyleLoss(nn.Module):
             terms["texture"] = per_share * self.texture(out, lambda k, x: mixed(("texture", k), x))
         if self.patches is not None:
             guide = luminance(src)[:, None] if cfg.patch_guide > 0 else None  # unused unguided: not computed
-            terms["patch"] = self.patches(out, generator, guide)
+            regions = state[:, REGIONS] if cfg.patch_hue > 0 else None  # the rule's random regions (RuleConfig.regions)
+            terms["patch"] = self.patches(out, generator, guide, regions)
         if cfg.content_weight > 0:
             terms["content"] = content_distance(self.net, feats, src) if cfg.content == "features" else layout_distance(out, src, cfg.layout_blur)
         if cfg.colour_weight > 0:

@@ -148,7 +148,7 @@ class FlowCarry:
             state = torch.cat([levelled(source, self.levels) * 2 - 1, pre], dim=1)
             fire_fn = self._fires(self.origin[rows, cols])
         else:
-            state = make_state(source, self.rule.config.hidden_channels, seed=self.seed, top=t.run.top, left=t.run.left, levels=self.levels)
+            state = make_state(source, self.rule.config.hidden_channels, seed=self.seed, top=t.run.top, left=t.run.left, levels=self.levels, regions=self.rule.config.regions)
         if steps:
             state = run_inplace(self.rule, state, steps, seed=self.seed, top=t.run.top, left=t.run.left, first_step=first_step, fire_fn=fire_fn)
             require_finite(state, first_step + steps)

@@ -110,7 +110,7 @@ def edit_tiles(
     def run(t: Tile) -> tuple[Tile, np.ndarray, np.ndarray]:
         rows, cols = t.run.slices()
         source = torch.from_numpy(to_float(rgb[rows, cols])).permute(2, 0, 1)[None].to(device)
-        state = make_state(source, rule.config.hidden_channels, seed=seed, top=t.run.top, left=t.run.left, levels=levels)
+        state = make_state(source, rule.config.hidden_channels, seed=seed, top=t.run.top, left=t.run.left, levels=levels, regions=rule.config.regions)
         if hidden is not None:
             state[:, HIDDEN] = torch.from_numpy(hidden[rows, cols]).permute(2, 0, 1)[None].to(device)
         for first in range(0, steps, PROGRESS_STEPS):

@@ -135,14 +135,14 @@ class StatePool:
     """The pool of partly edited training states: a batch is sampled from it (some replaced by fresh
     crops), rolled out, and committed back, so the rule also learns to stay stable when run longer."""
 
-    def __init__(self, sample: CropSampler, hidden: int, size: int, rng: random.Random, device):
-        self.sample, self.hidden, self.rng, self.device = sample, hidden, rng, device
+    def __init__(self, sample: CropSampler, hidden: int, size: int, rng: random.Random, device, regions: int = 0):
+        self.sample, self.hidden, self.rng, self.device, self.regions = sample, hidden, rng, device, regions
         made = [self.fresh(1) for _ in range(size)]
         self.states, self.sources = torch.cat([s for s, _ in made]), torch.cat([k for _, k in made])  # sources: CropSampler.cut
 
     def fresh(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
         crops, sources = self.sample.cut(n)
-        return make_state(crops.to(self.device), self.hidden, seed=self.rng.randrange(2**31)), sources
+        return make_state(crops.to(self.device), self.hidden, seed=self.rng.randrange(2**31), regions=self.regions), sources
 
     def draw(self, batch: int, fresh: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(indices, states, sources): `batch` states from the pool, the first `fresh` of them new crops."""
@@ -340,7 +340,7 @@ def train_rule(
     if checkpointing and checkpointing.resume:
         resume(run, checkpointing.path, identity)
     tell = on_event or (lambda message: None)
-    pool = StatePool(sample, rule_config.hidden_channels, config.pool, run.rng, device)
+    pool = StatePool(sample, rule_config.hidden_channels, config.pool, run.rng, device, rule_config.regions)
     running = loss_fn.running_statistics() if hasattr(loss_fn, "running_statistics") else None  # like the pool, not checkpointed
     run.good, start = _snapshot(run), time.perf_counter()
     with StopOnSignals(on_request=lambda name: tell(f"{name}: stopping after this iteration (send it again to stop at once)")) as stop, \

@@ -111,7 +111,7 @@ def style(
     style_image: Path = typer.Option(..., "--style", "-s", help="The style image whose colours and textures to take."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Edited image (default: PHOTO-STYLE.png beside the photo)."),
     rule_path: RulePath = None,
-    preset: str = typer.Option(DEFAULT_PRESET, "--preset", "-p", help="Training recipe: fast, balanced, quality, motifs, or a .toml path."),
+    preset: str = typer.Option(DEFAULT_PRESET, "--preset", "-p", help="Training recipe: fast, balanced, quality, motifs, cells, or a .toml path."),
     iterations: Iterations = None,
     seed: Seed = None,
     steps: TrainSteps = None,
