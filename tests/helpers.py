@@ -50,6 +50,17 @@ def stripes(h: int = 64, w: int = 64) -> np.ndarray:
     return img.astype(np.float32)
 
 
+def descended(loss, x: torch.Tensor, steps: int = 40, lr: float = 0.05) -> torch.Tensor:
+    """`x` after `steps` of Adam on loss(x): what a loss term pulls an image towards."""
+    x = x.clone().requires_grad_(True)
+    opt = torch.optim.Adam([x], lr=lr)
+    for _ in range(steps):
+        opt.zero_grad()
+        loss(x).backward()
+        opt.step()
+    return x.detach()
+
+
 def write_rgb(path, arr: np.ndarray) -> str:
     Image.fromarray((np.clip(arr, 0, 1) * 255).round().astype(np.uint8)).save(path)
     return str(path)

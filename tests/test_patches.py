@@ -5,6 +5,7 @@ import torch
 from ncaedit.lossnet import RandomFilters
 from ncaedit.patches import NearestPatches
 from ncaedit.style_loss import StyleLoss, StyleLossConfig
+from helpers import descended
 from test_texture_loss import dots, stripes
 
 
@@ -74,12 +75,7 @@ def test_a_guide_makes_dark_places_take_the_styles_dark_patches():
     guide = torch.cat([torch.full((1, 1, 32, 32), 0.2), torch.full((1, 1, 32, 32), 0.8)], dim=3)
     loss = NearestPatches(style, levels=(0,), guide_weight=4.0)
     assert torch.allclose(loss.lightness_0.mean(), torch.tensor(0.5))  # centred as the levelled photo is
-    x = torch.full((1, 3, 32, 64), 0.5).requires_grad_(True)
-    opt = torch.optim.Adam([x], lr=0.05)
-    for _ in range(40):
-        opt.zero_grad()
-        loss(x, guide=guide).backward()
-        opt.step()
+    x = descended(lambda x: loss(x, guide=guide), torch.full((1, 3, 32, 64), 0.5))
     left, right = x[..., :24].mean().item(), x[..., 40:].mean().item()
     assert left < 0.25 and right > 0.75
     assert NearestPatches(style, levels=(0,))(x) < loss(x, guide=torch.flip(guide, dims=(3,)))  # the guide does count

@@ -18,7 +18,7 @@ from ncaedit.recipe import load_recipe
 from ncaedit.rule import REGION_ROWS, Rule, RuleConfig, rollout
 from ncaedit.state import HIDDEN, REGIONS, make_state, photo_levels, working_rgb
 
-from helpers import smooth_photo
+from helpers import descended, smooth_photo
 
 
 def test_regions_are_unit_directions_constant_over_cells_of_about_their_size():
@@ -102,13 +102,8 @@ def test_each_region_takes_the_style_hue_its_direction_asks_for():
 
     def optimised(hue_weight, where):
         loss = NearestPatches(style, levels=(0,), hue_weight=hue_weight)
-        x = torch.full((1, 3, 32, 64), 0.5).requires_grad_(True)
-        opt = torch.optim.Adam([x], lr=0.05)
-        for _ in range(40):
-            opt.zero_grad()
-            loss(x, regions=where).backward()
-            opt.step()
-        return x.detach()[0, :, :, :32].mean((1, 2)), x.detach()[0, :, :, 32:].mean((1, 2))
+        x = descended(lambda x: loss(x, regions=where), torch.full((1, 3, 32, 64), 0.5))
+        return x[0, :, :, :32].mean((1, 2)), x[0, :, :, 32:].mean((1, 2))
 
     left, right = optimised(2.0, field(hue(red), hue(blue)))
     assert left[0] > left[2] + 0.3 and right[2] > right[0] + 0.3  # red, then blue
