@@ -46,10 +46,10 @@ class NearestPatches(torch.nn.Module):
             if len(p) > sample:
                 p = p[torch.randperm(len(p), generator=g)[:sample]]
             self.register_buffer(f"style_{level}", p)
-            # each patch's mean luminance, centred on mid-grey as the levelled photo is
-            light = (p.view(len(p), 3, -1).mean(-1) @ luma)
+            colour = p.unflatten(-1, (3, -1)).mean(-1)  # each patch's mean colour, (n, 3)
+            light = colour @ luma  # its mean luminance, centred on mid-grey as the levelled photo is
             self.register_buffer(f"lightness_{level}", light - light.mean() + 0.5)
-            hue = opponent(p.view(len(p), 3, -1).mean(-1))  # (n, 2)
+            hue = opponent(colour)  # (n, 2)
             chroma = hue.norm(dim=-1, keepdim=True)
             self.register_buffer(f"hue_{level}", hue / chroma.clamp_min(1e-6) * (chroma / chroma.max().clamp_min(1e-6)))
 
@@ -76,10 +76,10 @@ class NearestPatches(torch.nn.Module):
                 d = torch.addmm((style**2).sum(-1), rows, style.t(), alpha=-2).add_((rows**2).sum(-1, keepdim=True))
                 d = d.view(*p.shape[:2], -1).clamp_min_(0)
                 if guide is not None and self.guide_weight > 0:
-                    there = patches(downscaled(guide[..., dy:, dx:], level)).mean(-1)  # (B, N)
+                    there = patch_means(downscaled(guide[..., dy:, dx:], level))[..., 0]  # (B, N)
                     d += self.guide_weight * p.shape[-1] * (there[..., None] - getattr(self, f"lightness_{level}")) ** 2
                 if regions is not None and self.hue_weight > 0:
-                    way = patches(downscaled(regions[..., dy:, dx:], level)).unflatten(-1, (2, -1)).mean(-1)  # (B, N, 2)
+                    way = patch_means(downscaled(regions[..., dy:, dx:], level))  # (B, N, 2)
                     way = way / way.norm(dim=-1, keepdim=True).clamp_min(1e-6)
                     hue = getattr(self, f"hue_{level}")  # direction times relative chroma: 1 - cos, weighted
                     d += self.hue_weight * p.shape[-1] * (hue.norm(dim=-1) - way @ hue.t())
@@ -103,3 +103,8 @@ def downscaled(rgb: torch.Tensor, level: int) -> torch.Tensor:
 def patches(x: torch.Tensor) -> torch.Tensor:
     """(B, C, H, W) -> (B, N, C * PATCH^2), every PATCH x PATCH patch."""
     return F.unfold(x, PATCH).transpose(1, 2)
+
+
+def patch_means(x: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) -> (B, N, C): each channel's mean over every PATCH x PATCH patch, in patches()' order."""
+    return patches(x).unflatten(-1, (x.shape[1], -1)).mean(-1)

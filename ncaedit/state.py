@@ -118,7 +118,7 @@ def make_state(
     noise = [position_uniform(seed, -1 - c, top, left, h, w, device=rgb.device) for c in range(hidden_channels)]
     hidden = (torch.stack(noise) * 2 - 1) * HIDDEN_NOISE if noise else torch.zeros(0, h, w, device=rgb.device)
     if regions:
-        hidden[REGIONS.start - 6 : REGIONS.stop - 6] = random_regions(regions, seed, top, left, h, w, device=rgb.device)
+        hidden[REGIONS.start - HIDDEN.start : REGIONS.stop - HIDDEN.start] = random_regions(regions, seed, top, left, h, w, device=rgb.device)
     return torch.cat([colour, colour, hidden.to(rgb.dtype).expand(b, -1, -1, -1)], dim=1)
 
 
