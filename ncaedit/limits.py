@@ -71,7 +71,7 @@ BOUNDS: dict[str, Bound] = {
     "workers": Bound(1, 1_000_000, integer=True),  # Ray actors
     "cpus_per_worker": Bound(0, 4096, above_low=True),
     **{name: Bound(0, 1024) for name in ("gpus_per_worker", "ray_gpus_per_worker")},  # the API's name and the flag's
-    **{name: Bound(0, 1e6) for name in ("content_weight", "texture_weight", "colour_weight", "direction_weight", "aesthetic_weight", "style_weight", "prompt_weight", "patch_weight", "tv_weight", "structure_weight", "overflow_weight")},
+    **{name: Bound(0, 1e6) for name in ("content_weight", "texture_weight", "colour_weight", "direction_weight", "aesthetic_weight", "style_weight", "prompt_weight", "patch_weight", "patch_guide", "patch_hue", "tv_weight", "structure_weight", "overflow_weight")},
 }
 
 

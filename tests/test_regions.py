@@ -130,6 +130,13 @@ def test_recipes_refuse_regions_they_cannot_use():
         load_recipe("fast", {"rule": {"regions": 2}})
     with pytest.raises(NcaError, match="hidden_channels >= 2"):
         load_recipe("cells", {"rule": {"hidden_channels": 1}})
+    for bad in (float("nan"), 3.5, True, "32", 10**12, -4):
+        with pytest.raises(NcaError, match="rule.regions must be"):
+            load_recipe("cells", {"rule": {"regions": bad}})
+    for key in ("patch_hue", "patch_guide"):  # weights, bounded as the others are
+        for bad in (float("nan"), float("inf"), 1e300, True, "a"):
+            with pytest.raises(NcaError, match=f"loss.{key} must be"):
+                load_recipe("cells", {"loss": {key: bad}})
 
 
 def test_rule_files_keep_regions_and_refuse_a_rule_that_writes_them(tmp_path):
