@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ncaedit.apply import apply_rule
+from ncaedit.cell_style import with_cells
 from ncaedit.image import Photo, fit_long_side, load_image
 from ncaedit.recipe import load_recipe
 from ncaedit.train import train_rule
@@ -39,7 +40,9 @@ def main():
     recipe = load_recipe(args.preset, parse_sets(args.set))
     size = recipe.train.train_size
     photos = {p.name: fit_long_side(load_image(p).rgb, size) for p in (args.photo, *args.others)}
-    style = fit_long_side(load_image(args.style).rgb, recipe.loss.style_size)
+    style_full = load_image(args.style).rgb
+    recipe = with_cells(recipe, style_full)[0]  # as `ncaedit style` fits it to the style
+    style = fit_long_side(style_full, recipe.loss.style_size)
     t0 = time.perf_counter()
     trained = train_rule([photos[args.photo.name]], style_loss(recipe, style), recipe.rule, recipe.train)
     seconds = time.perf_counter() - t0

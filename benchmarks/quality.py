@@ -47,6 +47,7 @@ from ncaedit import structure
 from ncaedit.apply import apply_rule
 from ncaedit.device import training_workers
 from ncaedit.image import Photo, fit_long_side, load_image
+from ncaedit.cell_style import with_cells
 from ncaedit.recipe import load_recipe
 from ncaedit.state import HIDDEN, WORKING, make_state, photo_levels, working_rgb
 from ncaedit.train import objective, train_rule
@@ -151,7 +152,8 @@ def cached_optimum(photo_name: str, style_name: str, photo: np.ndarray, loss_fn,
     contrast, power, regions = recipe.rule.photo_contrast, recipe.train.structure_power, recipe.rule.regions
     # crop_share is training's alone (the optimum is the whole photo); each part of the key is left out
     # where it is off, so optima cached before it existed keep their keys
-    loss = {k: v for k, v in dataclasses.asdict(recipe.loss).items() if k != "crop_share" and not (k == "patch_hue" and v == 0)}
+    # (`cells` is in the key as the regions and patch keys it set)
+    loss = {k: v for k, v in dataclasses.asdict(recipe.loss).items() if k not in ("crop_share", "cells") and not (k == "patch_hue" and v == 0)}
     term = ["structure", structure_weight, structure.RADIUS, structure.RIDGE, structure.FLOOR] + ([power, structure.REFERENCE] if power != 1 else [])
     key = [photo_name, style_name, recipe.train.train_size, steps, contrast, loss] + (term if structure_weight else []) + ([["regions", regions]] if regions else [])
     cached = cache / f"optimum-{hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]}.npy"
@@ -160,10 +162,12 @@ def cached_optimum(photo_name: str, style_name: str, photo: np.ndarray, loss_fn,
     return np.load(cached)
 
 
-def pair_images(photo_name: str, style_name: str, recipe) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Every bundled photo at the recipe's train_size, and the style at its style_size."""
+def pair_images(photo_name: str, style_name: str, recipe) -> tuple[dict[str, np.ndarray], np.ndarray, object]:
+    """Every bundled photo at the recipe's train_size, the style at its style_size, and the recipe
+    as `ncaedit style` fits it to that style (cell_style.with_cells)."""
     photos = {n: fit_long_side(load_image(ROOT / "sample_images" / n).rgb, recipe.train.train_size) for n in PHOTOS}
-    return photos, fit_long_side(load_image(ROOT / "sample_images" / style_name).rgb, recipe.loss.style_size)
+    style = load_image(ROOT / "sample_images" / style_name).rgb
+    return photos, fit_long_side(style, recipe.loss.style_size), with_cells(recipe, style)[0]
 
 
 def run_optima(photo_name: str, style_name: str, recipe, yardstick_recipe, steps: int, cache: Path, device: str = "cpu") -> dict:
@@ -171,7 +175,8 @@ def run_optima(photo_name: str, style_name: str, recipe, yardstick_recipe, steps
     without its structure term, judged beside the yardstick, the loss-only optimum of `yardstick_recipe`
     (the preset as it is), so a changed loss or structure weight shows where it sits on the trade between
     texture and layout in a few minutes a pair instead of a quarter of an hour."""
-    photos, style = pair_images(photo_name, style_name, recipe)
+    photos, style, recipe = pair_images(photo_name, style_name, recipe)
+    yardstick_recipe = with_cells(yardstick_recipe, style)[0]
     photo = photos[photo_name]
     loss_fn = style_loss(recipe, style, device)  # one loss for both of the recipe's optima
 
@@ -187,7 +192,7 @@ def run_optima(photo_name: str, style_name: str, recipe, yardstick_recipe, steps
 def run_pair(photo_name: str, style_name: str, recipe, optimum_steps: int, out_dir: Path, cache: Path, device: str = "cpu") -> dict:
     from PIL import Image
 
-    photos, style = pair_images(photo_name, style_name, recipe)
+    photos, style, recipe = pair_images(photo_name, style_name, recipe)
     photo = photos[photo_name]
     loss_fn = style_loss(recipe, style, device)
     t0 = time.perf_counter()

@@ -173,6 +173,9 @@ def train(
     if mode.status:
         tell(Event(mode.status, "status"))
     setup = mode.setup(recipe, source, device, lambda message: tell(Event(message, "warning")))
+    recipe = setup.recipe or recipe
+    if setup.notice:
+        tell(Event(setup.notice, "notice"))
     key = json.dumps(setup.metadata, sort_keys=True, default=str)
     checkpointing = Checkpointing(checkpoint, checkpoint_interval, resume, key=key) if checkpoint else None
     start = time.perf_counter()

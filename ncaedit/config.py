@@ -28,6 +28,13 @@ PADDINGS = ("replicate", "reflect", "circular", "zeros")
 STYLE_DISTANCES = ("gram", "sw")
 CONTENTS = ("features", "layout")  # what the content term compares (StyleLossConfig.content)
 LOSS_NETS = ("auto", "vgg19", "random")
+CELL_CHOICES = ("auto", "on", "off")  # StyleLossConfig.cells
+# What drawing a style's cells adds to a recipe, where it leaves these keys at 0 (cell_style.with_cells):
+# random regions about a mosaic cell's size at train_size 256, and the nearest-patch term steered by the
+# photo's lightness (2: more of the photo shows through the cells than with 1 or 3) and by each region's
+# hue (1.0 drew the same). With `fast`, the first rules at that budget to draw a mosaic's outlined cells
+# (README, "Edit quality": "Cells in every preset")
+CELLS = {"rule": {"regions": 32}, "loss": {"patch_weight": 2.0, "patch_guide": 2.0, "patch_hue": 0.2}}
 
 
 def scales_reach(scales: int) -> int:
@@ -50,8 +57,8 @@ class RuleConfig:
     # pixel optimum's (benchmarks/quality.py); 1 is the 3x3 neighbourhood alone
     scales: int = 3
     # random regions about this many pixels across (noise.regions), which the rule reads in two frozen
-    # hidden channels: where a style's cells go, each with its own hue (patch_hue); 0: none. The
-    # `cells` preset: the first rule to draw the mosaic's outlined cells (README, "Edit quality")
+    # hidden channels: where a style's cells go, each with its own hue (patch_hue); 0: none, unless the
+    # style is drawn as cells (StyleLossConfig.cells, CELLS)
     regions: int = 0
 
     @property
@@ -141,6 +148,9 @@ class StyleLossConfig:
     patch_weight: float = 0.0
     patch_guide: float = 0.0  # how much the photo's lightness there steers which style patch is chosen (patches.py)
     patch_hue: float = 0.0  # how much each random region's hue steers it (needs rule.regions; patches.py)
+    # draw the style's cells (config.CELLS): "auto" where the style looks like flat patches in many hues
+    # (cell_style.py), "on" for any style, "off" never
+    cells: str = "auto"
     content: str = "layout"  # "layout" (low-passed luminance) or "features" (loss-net features)
     content_weight: float = 0.3
     layout_blur: float = 2.0  # for content "layout": the Gaussian sigma, in pixels, below which detail is free
@@ -158,6 +168,8 @@ class StyleLossConfig:
             raise NcaError(f"style_distance must be one of {', '.join(STYLE_DISTANCES)}")
         if self.content not in CONTENTS:
             raise NcaError(f"content must be one of {', '.join(CONTENTS)}")
+        if self.cells not in CELL_CHOICES:
+            raise NcaError(f"cells must be one of {', '.join(CELL_CHOICES)}")
         if min(self.style_weight, self.texture_weight, self.patch_weight, self.patch_guide, self.patch_hue, self.content_weight, self.colour_weight, self.overflow_weight, self.layout_blur) < 0:
             raise NcaError("loss weights must be >= 0")
         if self.style_size < 16:

@@ -57,8 +57,6 @@ def page_html(rf: RuleFile, name: str, source: dict | None = None) -> str:
 def export_page(rule_path: Path, out: Path | None = None, overwrite: bool = False) -> Path:
     """Write the page of the rule file `rule_path` to `out` (default: RULE.html beside it)."""
     rf = load_rule(rule_path)  # the same one-line errors as apply for a file that is not a rule
-    if rf.rule.config.regions:
-        raise NcaError(f"{rule_path}: this rule reads random regions (rule.regions), which the web page does not draw; apply it with `ncaedit apply`")
     out = out or rule_path.with_suffix(".html")
     check_output(out, [rule_path], SUFFIXES)
     if out.exists() and not overwrite:

@@ -43,15 +43,20 @@ def firing(fire_rate: float, seed: int, step: int, top: int, left: int, height: 
     return position_uniform(seed, step, top, left, height, width, device=device) < fire_rate
 
 
-def uniform_at(seed: int, stream: int, ys: torch.Tensor, xs: torch.Tensor) -> torch.Tensor:
-    """position_uniform at arbitrary pixels: `ys`, `xs` are int64 tensors of one shape (a video's
-    cells keep the numbers of the pixel they were born at as they move, temporal.py)."""
+def hash_at(seed: int, stream: int, ys: torch.Tensor, xs: torch.Tensor) -> torch.Tensor:
+    """The 32-bit hash behind position_uniform, at arbitrary pixels: `ys`, `xs` int64 tensors of one shape."""
     row = _mix((ys + _key(seed, stream)) & _MASK32)
-    h = _mix((row ^ (xs * 0x27D4EB2D & _MASK32)) & _MASK32)
-    return (h >> 8).to(torch.float32) * (1.0 / (1 << 24))
+    return _mix((row ^ (xs * 0x27D4EB2D & _MASK32)) & _MASK32)
+
+
+def uniform_at(seed: int, stream: int, ys: torch.Tensor, xs: torch.Tensor) -> torch.Tensor:
+    """position_uniform at arbitrary pixels (a video's cells keep the numbers of the pixel they were
+    born at as they move, temporal.py)."""
+    return (hash_at(seed, stream, ys, xs) >> 8).to(torch.float32) * (1.0 / (1 << 24))
 
 
 REGION_STREAM = -(1 << 20)  # streams of `regions`, apart from the hidden noise's (-1, -2, ...) and the steps' (0, 1, ...)
+SUBPIXEL = 16  # regions' points and pixel centres are placed in 1/16 px
 
 
 def regions(size: int, seed: int, top: int, left: int, height: int, width: int, device=None) -> torch.Tensor:
@@ -59,21 +64,26 @@ def regions(size: int, seed: int, top: int, left: int, height: int, width: int, 
     noise: each pixel belongs to the nearest of points jittered one in each size x size square), each
     region carrying a random direction (cos, sin): (2, height, width) for the pixels [top:top+height,
     left:left+width]. Points and directions are hashed from their square, so a tile sees the same
-    regions as the whole image; distances are in float64, on the CPU (MPS has none), so tile and
-    whole compare them alike on any device."""
-    ys, xs = torch.arange(top, top + height, dtype=torch.float64), torch.arange(left, left + width, dtype=torch.float64)
-    row, col = torch.div(ys, size, rounding_mode="floor").long(), torch.div(xs, size, rounding_mode="floor").long()
+    regions as the whole image. Distances are exact integers (points and pixel centres in 1/16 px;
+    under 2^31 up to size 1024), so every device, and the web page's 32-bit integers, choose alike."""
+    ys, xs = torch.arange(top, top + height), torch.arange(left, left + width)
+    row, col = ys // size, xs // size
     # the squares the pixels and their neighbours fall in, one point and one direction each
     square_y = torch.arange(int(row[0]) - 1, int(row[-1]) + 2)[:, None].expand(-1, int(col[-1]) - int(col[0]) + 3)
     square_x = torch.arange(int(col[0]) - 1, int(col[-1]) + 2)[None, :].expand(len(square_y), -1)
-    point_y = (square_y + uniform_at(seed, REGION_STREAM, square_y, square_x).double()) * size
-    point_x = (square_x + uniform_at(seed, REGION_STREAM - 1, square_y, square_x).double()) * size
+    span = size * SUBPIXEL  # 14 bits of the hash times the span stay under 2^32, as the page computes them
+
+    def jittered(square, stream):
+        return square * span + ((hash_at(seed, stream, square_y, square_x) >> 18) * span >> 14)
+
+    point_y, point_x = jittered(square_y, REGION_STREAM), jittered(square_x, REGION_STREAM - 1)
     direction = uniform_at(seed, REGION_STREAM - 2, square_y, square_x) * (2 * math.pi)
-    nearest, angle = torch.full((height, width), math.inf, dtype=torch.float64), torch.zeros(height, width)
+    centre_y, centre_x = ys * SUBPIXEL + SUBPIXEL // 2, xs * SUBPIXEL + SUBPIXEL // 2
+    nearest, angle = torch.full((height, width), 1 << 62), torch.zeros(height, width)
     for dy in (0, 1, 2):
         for dx in (0, 1, 2):
             i, j = (row - row[0] + dy)[:, None], (col - col[0] + dx)[None, :]
-            distance = (point_y[i, j] - ys[:, None]) ** 2 + (point_x[i, j] - xs[None, :]) ** 2
+            distance = (point_y[i, j] - centre_y[:, None]) ** 2 + (point_x[i, j] - centre_x[None, :]) ** 2
             closer = distance < nearest
             nearest, angle = torch.where(closer, distance, nearest), torch.where(closer, direction[i, j], angle)
     return torch.stack([angle.cos(), angle.sin()]).to(device)

@@ -15,6 +15,7 @@ download is involved anywhere.
 
 from __future__ import annotations
 
+import colorsys
 import json
 import os
 import shutil
@@ -48,6 +49,20 @@ def stripes(h: int = 64, w: int = 64) -> np.ndarray:
     band = ((xx + yy) // 4) % 2 == 0
     img = np.where(band[..., None], [0.95, 0.1, 0.1], [0.95, 0.85, 0.1])
     return img.astype(np.float32)
+
+
+def cell_mosaic(size: int = 128, cell: int = 16, seed: int = 0, grey: bool = False, outline: float = 0.05) -> np.ndarray:
+    """Flat cells, each in a random hue (or a random grey), with dark outlines where neighbours meet."""
+    from ncaedit.noise import regions
+
+    angle = np.arctan2(*regions(cell, seed, 0, 0, size, size).numpy()[::-1]) % (2 * np.pi)
+    hues = angle / (2 * np.pi)
+    rgb = np.array([[(h,) * 3 if grey else colorsys.hsv_to_rgb(h, 0.9, 0.95) for h in row] for row in hues], np.float32)
+    border = np.zeros((size, size), bool)
+    border[1:] |= hues[1:] != hues[:-1]
+    border[:, 1:] |= hues[:, 1:] != hues[:, :-1]
+    rgb[border] = outline
+    return rgb
 
 
 def descended(loss, x: torch.Tensor, steps: int = 40, lr: float = 0.05) -> torch.Tensor:

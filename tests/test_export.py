@@ -22,7 +22,7 @@ from PIL import Image
 from helpers import smooth_photo, write_rgb
 from ncaedit.errors import NcaError
 from ncaedit.export import export_page
-from ncaedit.rule import Rule, RuleConfig
+from ncaedit.rule import REGION_ROWS, Rule, RuleConfig
 from ncaedit.nca_format import load_rule, save_rule
 
 CHROMIUM = os.environ.get("NCAEDIT_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
@@ -39,6 +39,7 @@ def random_rule(path: Path, config: RuleConfig, seed: int = 0, default_steps: in
         rule.w1.weight.normal_(0, 0.3)
         rule.w1.bias.normal_(0, 0.1)
         rule.w2.weight.normal_(0, 0.1)
+        rule.w2.weight[REGION_ROWS] = 0  # a rule never writes its regions (rule.without_region_rows)
     return save_rule(rule, path, {"mode": "style", "style_image": "<b>stars</b>.jpg", "default_steps": default_steps})
 
 
@@ -163,6 +164,7 @@ def rgb_of(path) -> np.ndarray:
         (RuleConfig(hidden_channels=8, width=24, fire_rate=0.7, padding="zeros"), 12345678901),  # a seed past 2^32
         (RuleConfig(scales=3, padding="reflect"), 5),  # coarse perception: two smoothed copies of the state a step
         (RuleConfig(hidden_channels=2, width=8, scales=2, padding="zeros"), 6),
+        (RuleConfig(regions=8, padding="reflect"), 9),  # random regions in the first two hidden channels, ~20 of them here
     ],
 )
 def test_page_matches_ncaedit_apply(browser, tmp_path, cli, config, seed):

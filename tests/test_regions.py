@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from ncaedit.apply import apply_rule
+from ncaedit.cell_style import with_cells
 from ncaedit.errors import NcaError
 from ncaedit.export import export_page
 from ncaedit.image import Photo, to_float
@@ -18,7 +19,7 @@ from ncaedit.recipe import load_recipe
 from ncaedit.rule import REGION_ROWS, Rule, RuleConfig, rollout
 from ncaedit.state import HIDDEN, REGIONS, make_state, photo_levels, working_rgb
 
-from helpers import descended, smooth_photo
+from helpers import cell_mosaic, descended, smooth_photo, stripes
 
 
 def test_regions_are_unit_directions_constant_over_cells_of_about_their_size():
@@ -121,15 +122,17 @@ def test_grey_style_patches_are_free_of_the_regions_hue():
 
 
 def test_recipes_refuse_regions_they_cannot_use():
-    assert load_recipe("cells").rule.regions > 0
+    assert with_cells(load_recipe("cells"), stripes(64, 64))[0].rule.regions > 0  # the cells preset draws them on any style
     with pytest.raises(NcaError, match="patch_hue needs rule.regions"):
-        load_recipe("motifs", {"loss": {"patch_hue": 0.2}})
+        load_recipe("motifs", {"loss": {"patch_hue": 0.2, "cells": "off"}})
     with pytest.raises(NcaError, match="patch_hue needs rule.regions"):
-        load_recipe("fast", {"rule": {"regions": 32}, "loss": {"patch_hue": 0.2}})  # no patch term to steer
+        load_recipe("fast", {"rule": {"regions": 32}, "loss": {"patch_hue": 0.2, "cells": "off"}})  # no patch term to steer
+    hue = load_recipe("fast", {"loss": {"patch_hue": 0.1}})  # for the regions a style of cells gets (cell_style.with_cells)
+    assert with_cells(hue, stripes(64, 64)) == (hue, False) and with_cells(hue, cell_mosaic())[0].loss.patch_hue == 0.1
     with pytest.raises(NcaError, match="rule.regions must be a whole number from 4"):
         load_recipe("fast", {"rule": {"regions": 2}})
     with pytest.raises(NcaError, match="hidden_channels >= 2"):
-        load_recipe("cells", {"rule": {"hidden_channels": 1}})
+        with_cells(load_recipe("cells", {"rule": {"hidden_channels": 1}}), stripes(64, 64))
     for bad in (float("nan"), 3.5, True, "32", 10**12, -4):
         with pytest.raises(NcaError, match="rule.regions must be"):
             load_recipe("cells", {"rule": {"regions": bad}})
@@ -143,8 +146,7 @@ def test_rule_files_keep_regions_and_refuse_a_rule_that_writes_them(tmp_path):
     rule = region_rule()
     path = save_rule(rule, tmp_path / "cells.nca", {"mode": "style"})
     assert load_rule(path).rule.config.regions == 12
-    with pytest.raises(NcaError, match="web page does not draw"):
-        export_page(path)
+    assert "regions" in export_page(path).read_text()  # the web page draws them too (test_export.py runs it)
     with torch.no_grad():
         rule.w2.weight[REGION_ROWS] = 0.5
     with pytest.raises(NcaError, match="altered or damaged"):

@@ -120,6 +120,7 @@ def style(
     texture_weight: Optional[float] = typer.Option(None, "--texture-weight", help="Weight of the steerable-pyramid shape statistics (0 = off)."),
     content_weight: ContentWeight = None,
     colour_weight: Optional[float] = typer.Option(None, "--colour-weight", help="How strongly to take the style's colours."),
+    cells: Optional[str] = typer.Option(None, "--cells", help="Draw the style's cells with random regions: auto (where the style is flat patches in many hues, a mosaic), on, or off."),
     width: Width = None,
     crop: Crop = None,
     lr: Lr = None,
@@ -135,7 +136,7 @@ def style(
     from ncaedit.modes.style import style_mode
 
     mode = style_mode(style_image, style_scale=style_scale, loss_net=loss_net, vgg_weights=vgg_weights, max_pixels=max_pixels)
-    _run_training(mode, locals(), style_distance=style_distance, texture_weight=texture_weight, content_weight=content_weight, colour_weight=colour_weight)
+    _run_training(mode, locals(), style_distance=style_distance, texture_weight=texture_weight, content_weight=content_weight, colour_weight=colour_weight, cells=cells)
 
 
 def _run_training(mode, options: dict, **loss) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
@@ -24,6 +24,8 @@ class ModeSetup:
     # crops of a batch trained side by side (train.train_rule's workers), one torch thread each; only
     # for a loss that scores each crop on its own, its terms means over the batch of each crop's
     workers: int = 1
+    recipe: Any = None  # the recipe as the mode fitted it to its inputs (recipe.Recipe; cell_style.with_cells); None: as given
+    notice: str = ""  # what the mode chose, for the user
 
 
 @dataclass

@@ -23,11 +23,13 @@ def style_mode(
     def setup(recipe, photo, device: str, warn) -> ModeSetup:
         import torch
 
+        from ncaedit.cell_style import with_cells
         from ncaedit.device import training_workers
         from ncaedit.image import fit_long_side
         from ncaedit.lossnet import load_loss_net
         from ncaedit.style_loss import StyleLoss
 
+        recipe, cells = with_cells(recipe, style_rgb_full)
         choice = load_loss_net(loss_net, vgg_weights)
         if choice.warning:
             warn(choice.warning)
@@ -49,7 +51,8 @@ def style_mode(
         t = recipe.train
         threads = max(1, t.batch * t.crop**2 // 16_384)
         workers = training_workers(device, t.batch, t.crop)
-        return ModeSetup(loss_fn=StyleLoss(net, style_rgb, recipe.loss), metadata=metadata, threads=threads, workers=workers)
+        notice = "the style looks like cells in many hues (a mosaic): drawing them with random regions (--cells off: not)" if cells and recipe.loss.cells == "auto" else ""
+        return ModeSetup(loss_fn=StyleLoss(net, style_rgb, recipe.loss), metadata=metadata, threads=threads, workers=workers, recipe=recipe, notice=notice)
 
     return Mode(
         kind="style",

@@ -23,6 +23,8 @@
   const T = Math.ceil(OUTS / 4); // writable RGBA32F textures per set
   const S = 4 * (1 + T); // feature slots of one spacing: the photo's texture, then the state textures
   const SCALES = arch.scales || 1; // spacings 1, 2, 4, ... (rule.coarse_stencils); older rules have one
+  const REGIONS = arch.regions || 0; // random regions' size (noise.regions); older rules have none
+  const REGION_STREAM = -(1 << 20); // noise.REGION_STREAM
   const HG = Math.ceil(arch.width / 4); // hidden units in groups of four
 
   function say(text, kind) {
@@ -72,9 +74,11 @@ uint mix32(uint x) {
   x = ((x >> 16u) ^ x) * 0x45D9F3Bu;
   return (x >> 16u) ^ x;
 }
-float uniformAt(uint key, ivec2 p) { // noise.position_uniform at pixel p (x, y)
-  uint h = mix32(mix32(uint(p.y) + key) ^ (uint(p.x) * 0x27D4EB2Du));
-  return float(h >> 8u) * (1.0 / 16777216.0);
+uint hashAt(uint key, ivec2 p) { // noise.hash_at at pixel p (x, y)
+  return mix32(mix32(uint(p.y) + key) ^ (uint(p.x) * 0x27D4EB2Du));
+}
+float uniformAt(uint key, ivec2 p) { // noise.position_uniform
+  return float(hashAt(key, p) >> 8u) * (1.0 / 16777216.0);
 }
 uniform float levelGain; // state.Levels: the photo as the rule reads it
 uniform vec3 levelOffset;
@@ -193,18 +197,41 @@ void main() {
 }`;
   }
 
-  // state.make_state: working RGB = the levelled photo, hidden channels = uniform noise in +-HIDDEN_NOISE.
+  // state.make_state: working RGB = the levelled photo, hidden channels = uniform noise in +-HIDDEN_NOISE;
+  // with regions (arch.regions, their size), the first two hidden channels = noise.regions.
   function initShader() {
     const hidden = Math.max(1, arch.hidden_channels);
-    const value = (ch) => (ch < 6 ? `rgb[${ch - 3}]` : ch < C ? `(uniformAt(keys[${ch - 6}], p) * 2.0 - 1.0) * ${HIDDEN_NOISE.toFixed(6)}` : "0.0");
+    const noise = (ch) => `(uniformAt(keys[${ch - 6}], p) * 2.0 - 1.0) * ${HIDDEN_NOISE.toFixed(6)}`;
+    const value = (ch) => (ch < 6 ? `rgb[${ch - 3}]` : REGIONS && ch < 8 ? `way[${ch - 6}]` : ch < C ? noise(ch) : "0.0");
     const write = range(T).map((t) => `o${t} = vec4(${range(4).map((k) => value(3 + 4 * t + k)).join(", ")});`);
+    const span = REGIONS * 16; // noise.SUBPIXEL
+    const region = `uniform uint regionKeys[3]; // the points' rows and columns, and their directions
+vec2 region(ivec2 p) { // noise.regions: the nearest of the points jittered one in each square, in exact integers
+  ivec2 home = p / ${REGIONS}, centre = p * 16 + 8;
+  int nearest = 0x7fffffff;
+  float angle = 0.0;
+  for (int dy = -1; dy <= 1; dy++)
+    for (int dx = -1; dx <= 1; dx++) {
+      ivec2 q = home + ivec2(dx, dy);
+      ivec2 jitter = ivec2((hashAt(regionKeys[1], q) >> 18u) * ${span}u >> 14u, (hashAt(regionKeys[0], q) >> 18u) * ${span}u >> 14u);
+      ivec2 d = q * ${span} + jitter - centre;
+      int distance = d.x * d.x + d.y * d.y;
+      if (distance < nearest) {
+        nearest = distance;
+        angle = uniformAt(regionKeys[2], q) * 6.2831855;
+      }
+    }
+  return vec2(cos(angle), sin(angle));
+}`;
     return `${COMMON}
 uniform sampler2D src;
 uniform uint keys[${hidden}];
+${REGIONS ? region : ""}
 ${outputs}
 void main() {
   ivec2 p = ivec2(gl_FragCoord.xy);
   vec3 rgb = levelled(texelFetch(src, p, 0).rgb) * 2.0 - 1.0;
+  ${REGIONS ? "vec2 way = region(p);" : ""}
   ${write.join("\n  ")}
 }`;
   }
@@ -434,6 +461,7 @@ void main() {
     setLevels(p);
     const seed = (sim.seed = seedValue());
     if (arch.hidden_channels > 0) gl.uniform1uiv(p.uniforms.keys, range(arch.hidden_channels).map((c) => streamKey(seed, -1 - c)));
+    if (REGIONS) gl.uniform1uiv(p.uniforms.regionKeys, range(3).map((k) => streamKey(seed, REGION_STREAM - k)));
     gl.bindFramebuffer(gl.FRAMEBUFFER, sim.fbs[0]);
     gl.viewport(0, 0, sim.width, sim.height);
     gl.drawArrays(gl.TRIANGLES, 0, 3);
