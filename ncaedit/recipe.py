@@ -90,7 +90,7 @@ def load_recipe(preset: str = DEFAULT_PRESET, overrides: dict[str, dict[str, Any
     recipe.train.validate()
     recipe.loss.validate()
     # with cells "auto" or "on" the hue is for the regions cell_style.with_cells adds; with "off" there must be some
-    if getattr(recipe.loss, "cells", "off") == "off" and recipe.loss.patch_hue > 0 and not (recipe.rule.regions and recipe.loss.patch_weight > 0):
+    if getattr(recipe.loss, "patch_hue", 0) > 0 and recipe.loss.cells == "off" and not (recipe.rule.regions and recipe.loss.patch_weight > 0):
         raise NcaError("loss.patch_hue needs rule.regions > 0 (the regions whose hue it steers) and loss.patch_weight > 0, or loss.cells auto or on")
     return recipe
 
