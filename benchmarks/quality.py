@@ -45,9 +45,9 @@ import torch
 from judges import by_detail, colour_distance, ssim, texture_distance, texture_parts
 from ncaedit import structure
 from ncaedit.apply import apply_rule
+from ncaedit.cell_style import with_cells
 from ncaedit.device import training_workers
 from ncaedit.image import Photo, fit_long_side, load_image
-from ncaedit.cell_style import with_cells
 from ncaedit.recipe import load_recipe
 from ncaedit.state import HIDDEN, WORKING, make_state, photo_levels, working_rgb
 from ncaedit.train import objective, train_rule

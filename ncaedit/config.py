@@ -147,7 +147,7 @@ class StyleLossConfig:
     # `motifs`: a rule draws closed rings with it after 1,000+ iterations, but strokes turn to bands (README, "Edit quality")
     patch_weight: float = 0.0
     patch_guide: float = 0.0  # how much the photo's lightness there steers which style patch is chosen (patches.py)
-    patch_hue: float = 0.0  # how much each random region's hue steers it (needs rule.regions; patches.py)
+    patch_hue: float = 0.0  # how much each random region's hue steers it (rule.regions, or a style of cells'; patches.py)
     # draw the style's cells (config.CELLS): "auto" where the style looks like flat patches in many hues
     # (cell_style.py), "on" for any style, "off" never
     cells: str = "auto"
