@@ -55,15 +55,15 @@ def looks_like_cells(style_rgb: np.ndarray) -> bool:
 def with_cells(recipe, style_rgb: np.ndarray):
     """The recipe as it trains on this style: with `loss.cells` "on", or "auto" and a style that
     looks like cells and a rule with room for the regions, config.CELLS's keys are set where the
-    recipe leaves them at 0 (so a preset's or the user's own values stay). Returns (recipe, whether
-    cells are drawn); `recipe` is not changed."""
+    recipe leaves them at `fast`'s values (so a preset's or the user's own values stay). Returns
+    (recipe, whether cells are drawn); `recipe` is not changed."""
     choice = recipe.loss.cells
     no_room = recipe.rule.hidden_channels < 2  # the regions take two hidden channels
     if choice == "off" or (choice == "auto" and (no_room or not looks_like_cells(style_rgb))):
         return recipe, False
     parts = {}
     for section, values in CELLS.items():
-        part = getattr(recipe, section)
-        parts[section] = dataclasses.replace(part, **{k: v for k, v in values.items() if not getattr(part, k)})
+        part, fast = getattr(recipe, section), type(getattr(recipe, section))()
+        parts[section] = dataclasses.replace(part, **{k: v for k, v in values.items() if getattr(part, k) == getattr(fast, k)})
         parts[section].validate()
     return dataclasses.replace(recipe, **parts), True

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -38,21 +37,23 @@ def test_cells_need_flat_parts_in_many_hues():
     assert not looks_like_cells(smooth_photo(128, 128))
 
 
-def test_with_cells_adds_the_regions_where_the_recipe_leaves_them_at_zero():
+def test_with_cells_sets_its_keys_where_the_recipe_leaves_them_as_fast_has_them():
     fast, cells_style, plain = load_recipe("fast"), cell_mosaic(), stripes(128, 128)
-    snapshot = dataclasses.asdict(fast.rule), dataclasses.asdict(fast.loss)
+    snapshot = fast.to_dict()
     drawn, on = with_cells(fast, cells_style)
-    assert on and drawn.rule.regions == CELLS["rule"]["regions"]
-    assert all(getattr(drawn.loss, k) == v for k, v in CELLS["loss"].items())
-    assert (dataclasses.asdict(fast.rule), dataclasses.asdict(fast.loss)) == snapshot  # the recipe given is left as it was
+    assert on and all(getattr(getattr(drawn, part), k) == v for part, values in CELLS.items() for k, v in values.items())
+    assert fast.to_dict() == snapshot  # the recipe given is left as it was
     assert with_cells(fast, plain) == (fast, False)
     off = load_recipe("fast", {"loss": {"cells": "off"}})
     assert with_cells(off, cells_style) == (off, False)
     forced, on = with_cells(load_recipe("fast", {"loss": {"cells": "on"}}), plain)
     assert on and forced.rule.regions == CELLS["rule"]["regions"]
-    own, _ = with_cells(load_recipe("fast", {"rule": {"regions": 12}, "loss": {"patch_weight": 0.5}}), cells_style)
-    assert own.rule.regions == 12 and own.loss.patch_weight == 0.5 and own.loss.patch_hue == CELLS["loss"]["patch_hue"]  # the user's own values stay
+    own, _ = with_cells(load_recipe("fast", {"rule": {"regions": 12}, "train": {"structure_weight": 0.5}, "loss": {"patch_weight": 0.5}}), cells_style)
+    assert own.rule.regions == 12 and own.train.structure_weight == 0.5 and own.loss.patch_weight == 0.5  # the user's own values stay
+    assert own.loss.patch_hue == CELLS["loss"]["patch_hue"] and own.train.structure_power == CELLS["train"]["structure_power"]
     assert load_recipe("cells").loss.cells == "on"
+    motifs, _ = with_cells(load_recipe("motifs"), cells_style)
+    assert motifs.loss.patch_guide == load_recipe("motifs").loss.patch_guide and motifs.rule.regions == CELLS["rule"]["regions"]  # the preset's own guide stays
     narrow = load_recipe("fast", {"rule": {"hidden_channels": 1}})
     assert with_cells(narrow, cells_style) == (narrow, False)  # auto: no room for the regions, so none
 
