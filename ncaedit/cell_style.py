@@ -30,14 +30,14 @@ def cell_statistics(style_rgb: np.ndarray) -> tuple[float, float, float]:
     """(H, W, 3) float in [0, 1] -> (share of flat pixels, their mean chroma, how much their hues
     agree: 1 = all one hue, 0 = spread evenly round the wheel)."""
     import torch
-    import torch.nn.functional as F
 
     from ncaedit.image import fit_long_side
     from ncaedit.patches import opponent
+    from ncaedit.structure import window_mean
 
     x = torch.from_numpy(np.ascontiguousarray(fit_long_side(style_rgb, SIDE), dtype=np.float32)).permute(2, 0, 1)[None]
-    mean = F.avg_pool2d(x, 5, 1, 2, count_include_pad=False)
-    spread = (F.avg_pool2d(x * x, 5, 1, 2, count_include_pad=False) - mean**2).clamp_min(0).sum(1).sqrt()[0]
+    mean = window_mean(x, 2)
+    spread = (window_mean(x * x, 2) - mean**2).clamp_min(0).sum(1).sqrt()[0]
     flat = spread < FLAT
     if not flat.any():
         return 0.0, 0.0, 1.0
