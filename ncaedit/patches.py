@@ -71,23 +71,36 @@ class NearestPatches(torch.nn.Module):
             x = downscaled(rgb[..., dy:, dx:], level)
             p, style = patches(x), getattr(self, f"style_{level}")
             with torch.no_grad():  # which style patch to match is a choice, not a function to differentiate
-                # |p - s|^2 = |p|^2 - 2 p.s + |s|^2, computed as one matrix product
-                rows = p.flatten(0, 1)
-                d = torch.addmm((style**2).sum(-1), rows, style.t(), alpha=-2).add_((rows**2).sum(-1, keepdim=True))
-                d = d.view(*p.shape[:2], -1).clamp_min_(0)
-                if guide is not None and self.guide_weight > 0:
-                    there = patch_means(downscaled(guide[..., dy:, dx:], level))[..., 0]  # (B, N)
-                    d += self.guide_weight * p.shape[-1] * (there[..., None] - getattr(self, f"lightness_{level}")) ** 2
-                if regions is not None and self.hue_weight > 0:
-                    way = patch_means(downscaled(regions[..., dy:, dx:], level))  # (B, N, 2)
-                    way = way / way.norm(dim=-1, keepdim=True).clamp_min(1e-6)
-                    hue = getattr(self, f"hue_{level}")  # direction times relative chroma: 1 - cos, weighted
-                    d += self.hue_weight * p.shape[-1] * (hue.norm(dim=-1) - way @ hue.t())
-                # guided correspondence: a distance counts for less the further that style patch is from every
-                # patch of the result, so patches spread over the style rather than all taking its commonest one
-                match = (d / (d.amin(1, keepdim=True) + SPREAD * p.shape[-1])).argmin(-1)
+                match = self.nearest(p, style, level, dy, dx, guide, regions)
             terms.append(((p - style[match]) ** 2).sum(-1).mean())
         return torch.stack(terms).mean() if terms else rgb.new_zeros(())
+
+    def nearest(self, p, style, level, dy, dx, guide, regions) -> torch.Tensor:
+        """(B, N): the index of the style patch each patch of p (B, N, D) is matched with."""
+        # Every term of the distance is a squared difference, |a - b|^2 = |a|^2 - 2 a.b + |b|^2, or (hue)
+        # linear in the region's direction, so all of them come from one matrix product of the patches
+        # and their guide and region features against the style's: its elementwise terms over the
+        # (N, style patches) matrix took three times as long as the product.
+        n = p.shape[-1]
+        rows, columns = [p], [-2 * style]
+        row_bias, column_bias = (p**2).sum(-1), (style**2).sum(-1)
+        if guide is not None and self.guide_weight > 0:
+            there = patch_means(downscaled(guide[..., dy:, dx:], level))  # (B, N, 1)
+            light = getattr(self, f"lightness_{level}")[:, None]
+            rows.append(there), columns.append(-2 * self.guide_weight * n * light)
+            row_bias = row_bias + self.guide_weight * n * there[..., 0] ** 2
+            column_bias = column_bias + self.guide_weight * n * light[:, 0] ** 2
+        if regions is not None and self.hue_weight > 0:
+            way = patch_means(downscaled(regions[..., dy:, dx:], level))  # (B, N, 2)
+            hue = getattr(self, f"hue_{level}")  # direction times relative chroma: 1 - cos, weighted
+            rows.append(way / way.norm(dim=-1, keepdim=True).clamp_min(1e-6)), columns.append(-self.hue_weight * n * hue)
+            column_bias = column_bias + self.hue_weight * n * hue.norm(dim=-1)
+        rows = torch.cat(rows, -1)
+        d = torch.addmm(column_bias, rows.flatten(0, 1), torch.cat(columns, -1).t()).view(*p.shape[:2], -1)
+        d = d.add_(row_bias[..., None]).clamp_min_(0)
+        # guided correspondence: a distance counts for less the further that style patch is from every
+        # patch of the result, so patches spread over the style rather than all taking its commonest one
+        return d.div_(d.amin(1, keepdim=True) + SPREAD * n).argmin(-1)
 
 
 def opponent(rgb: torch.Tensor) -> torch.Tensor:
