@@ -1,7 +1,7 @@
 """Styles made of cells: flat patches in many hues with outlines between them (a mosaic, stained
 glass, tiles). `fast`'s loss paints such a style as bands of its colours; with random regions
 (RuleConfig.regions) and the nearest-patch term steered by their hues (patches.py), a rule draws
-the cells, each in one hue, in about 1.5x `fast`'s time. The same recipe turns strokes into
+the cells, each in one hue, in about 1.1x `fast`'s time. The same recipe turns strokes into
 zig-zag bands, so it is chosen by the style (`[loss] cells`: "auto"; "on" or "off" to choose).
 
 What "looks like cells" means, at 256 px: at least 30 % of the style is flat (its colour varies by

@@ -89,3 +89,27 @@ def test_style_loss_guides_the_patch_term_by_the_photo_it_reads():
     result = torch.full((1, 3, 40, 40), 0.1)  # dark everywhere, as the style's left half
     dark, light = (torch.cat([torch.full((1, 3, 40, 40), v), result], dim=1) * 2 - 1 for v in (0.2, 0.8))
     assert loss(dark)["patch"] < 0.01 < loss(light)["patch"]
+
+
+def test_the_search_matches_each_patch_as_the_distance_written_out_term_by_term_does():
+    """nearest() folds the guide's and the hue's terms into one matrix product; written out
+    directly (colour distance, plus guide weight x lightness difference squared, plus hue weight x
+    (chroma - agreement with the region's direction), each per colour value, then the guided
+    correspondence), the same patches must be chosen."""
+    from ncaedit.patches import PATCH, SPREAD, patch_means, patches
+
+    g = torch.Generator().manual_seed(3)
+    style = torch.rand(1, 3, 40, 40, generator=g)
+    search = NearestPatches(style, levels=(0,), sample=500, guide_weight=2.0, hue_weight=0.5)
+    x, guide = torch.rand(2, 3, 24, 24, generator=g), torch.rand(2, 1, 24, 24, generator=g)
+    way = torch.nn.functional.normalize(torch.randn(2, 2, 24, 24, generator=g), dim=1)
+    p, s = patches(x), search.style_0
+    n = 3 * PATCH**2
+    there, towards = patch_means(guide)[..., 0], torch.nn.functional.normalize(patch_means(way), dim=-1)
+    d = ((p[:, :, None] - s) ** 2).sum(-1)
+    d = d + 2.0 * n * (there[..., None] - search.lightness_0) ** 2
+    d = d + 0.5 * n * (search.hue_0.norm(dim=-1) - towards @ search.hue_0.t())
+    expected = (d / (d.amin(1, keepdim=True) + SPREAD * n)).argmin(-1)
+    chosen = search.nearest(p, s, 0, 0, 0, guide, way)
+    assert (chosen == expected).float().mean() > 0.99  # float rounding may break a near tie the other way
+    assert (search.nearest(p, s, 0, 0, 0, None, None) != chosen).any()  # the guide and hue do count
