@@ -162,12 +162,12 @@ def cached_optimum(photo_name: str, style_name: str, photo: np.ndarray, loss_fn,
     return np.load(cached)
 
 
-def pair_images(photo_name: str, style_name: str, recipe) -> tuple[dict[str, np.ndarray], np.ndarray, object]:
+def pair_images(photo_name: str, style_name: str, recipe, *others) -> tuple[dict[str, np.ndarray], np.ndarray, list]:
     """Every bundled photo at the recipe's train_size, the style at its style_size, and the recipe
-    as `ncaedit style` fits it to that style (cell_style.with_cells)."""
+    and `others` as `ncaedit style` fits them to the style as it is (cell_style.with_cells)."""
     photos = {n: fit_long_side(load_image(ROOT / "sample_images" / n).rgb, recipe.train.train_size) for n in PHOTOS}
     style = load_image(ROOT / "sample_images" / style_name).rgb
-    return photos, fit_long_side(style, recipe.loss.style_size), with_cells(recipe, style)[0]
+    return photos, fit_long_side(style, recipe.loss.style_size), [with_cells(r, style)[0] for r in (recipe, *others)]
 
 
 def run_optima(photo_name: str, style_name: str, recipe, yardstick_recipe, steps: int, cache: Path, device: str = "cpu") -> dict:
@@ -175,8 +175,7 @@ def run_optima(photo_name: str, style_name: str, recipe, yardstick_recipe, steps
     without its structure term, judged beside the yardstick, the loss-only optimum of `yardstick_recipe`
     (the preset as it is), so a changed loss or structure weight shows where it sits on the trade between
     texture and layout in a few minutes a pair instead of a quarter of an hour."""
-    photos, style, recipe = pair_images(photo_name, style_name, recipe)
-    yardstick_recipe = with_cells(yardstick_recipe, style)[0]
+    photos, style, (recipe, yardstick_recipe) = pair_images(photo_name, style_name, recipe, yardstick_recipe)
     photo = photos[photo_name]
     loss_fn = style_loss(recipe, style, device)  # one loss for both of the recipe's optima
 
@@ -192,7 +191,7 @@ def run_optima(photo_name: str, style_name: str, recipe, yardstick_recipe, steps
 def run_pair(photo_name: str, style_name: str, recipe, optimum_steps: int, out_dir: Path, cache: Path, device: str = "cpu") -> dict:
     from PIL import Image
 
-    photos, style, recipe = pair_images(photo_name, style_name, recipe)
+    photos, style, (recipe,) = pair_images(photo_name, style_name, recipe)
     photo = photos[photo_name]
     loss_fn = style_loss(recipe, style, device)
     t0 = time.perf_counter()
